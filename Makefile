@@ -1,0 +1,38 @@
+# Everything a fresh machine needs: `make demo` and `make test` create .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RECO   := $(BIN)/reco
+CONFIG ?= configs/default.yaml
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(RECO) ingest -c $(CONFIG)
+	$(RECO) train -c $(CONFIG)
+	$(RECO) inspect -c $(CONFIG)
+	$(RECO) recommend -c $(CONFIG) --user 12583 -k 10
+	$(RECO) recommend -c $(CONFIG) --user 17841 -k 5 --format json
+	$(RECO) recommend -c $(CONFIG) --user no-such-customer -k 5
+
+lint: install
+	$(BIN)/ruff check reco_cli tests
+	$(BIN)/ruff format --check reco_cli tests
+	$(BIN)/mypy reco_cli
+
+unit: install
+	$(BIN)/pytest
+
+test: lint unit
+
+clean:
+	rm -rf $(VENV) .reco .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,284 @@
+"""The `reco` command line: parse, load the config, make one library call, render.
+
+The only module that imports typer. Heavy libraries (polars, LightFM) are imported inside the
+commands that need them, so `reco recommend` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .errors import EXIT_INTERNAL, RecoError
+
+app = typer.Typer(
+    name="reco",
+    help=(
+        "Recommendations from a shop's event logs: ingest, train, recommend, evaluate, report.\n\n"
+        "Example: reco ingest -c configs/default.yaml && reco train -c configs/default.yaml "
+        "&& reco recommend -c configs/default.yaml --user 12583"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+_state: dict[str, Any] = {"debug": False}
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="RECO_CONFIG",
+        help="YAML config (env RECO_CONFIG).",
+        show_default=True,
+    ),
+]
+WorkdirOpt = Annotated[
+    Path | None, typer.Option("--workdir", help="Override the config's workdir.")
+]
+
+
+class Fmt(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Fallback(StrEnum):
+    popular = "popular"
+    error = "error"
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of expected errors too.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Expected errors: one line on stderr and their exit code. Bugs: traceback and exit 70."""
+    try:
+        yield
+    except RecoError as exc:
+        if _state["debug"]:
+            traceback.print_exc(file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            err.print(f"[bold red]Error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        err.print(
+            "[bold red]Internal error[/] (a bug in reco): please report it with the traceback above",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _load(config: Path, workdir: Path | None, overrides: dict[str, Any] | None = None) -> Any:
+    from .config import load_config
+
+    merged = dict(overrides or {})
+    if workdir is not None:
+        merged["workdir"] = str(workdir)
+    return load_config(config, merged)
+
+
+def _status(msg: str) -> None:
+    if err.is_terminal:
+        err.print(f"[dim]{msg}...[/]")
+
+
+@app.command(
+    epilog="Example: reco ingest -c configs/default.yaml   (then: reco train -c ...)",
+)
+def ingest(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    workdir: WorkdirOpt = None,
+    fmt: Annotated[
+        Fmt, typer.Option("--format", "-f", help="Summary as table or json.")
+    ] = Fmt.table,
+) -> None:
+    """Read, clean and check event exports into <workdir>/data (events, items, rejects, report).
+
+    Every input row is kept, rejected with a reason, excluded by the config, or removed as an
+    exact duplicate; the summary accounts for each per file. Exit 4 when the data cannot be used.
+    """
+    with guarded():
+        cfg = _load(config, workdir)
+        from . import render
+        from .ingest import run_ingest
+
+        result = run_ingest(cfg, status=_status)
+        if fmt is Fmt.json:
+            out.print_json(render.to_json(result.report))
+        else:
+            render.ingest_summary(result.report, out)
+            out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}")
+
+
+@app.command(epilog="Example: reco train -c configs/default.yaml --epochs 30")
+def train(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    workdir: WorkdirOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
+    fmt: Annotated[
+        Fmt, typer.Option("--format", "-f", help="Summary as table or json.")
+    ] = Fmt.table,
+) -> None:
+    """Fit LightFM on the ingested events, build the candidate index, publish a new bundle.
+
+    The bundle is written to <workdir>/models/<version>/ and <workdir>/model is switched to it
+    atomically. Exit 7 if training diverges (no model is written then).
+    """
+    with guarded():
+        overrides = {"train.epochs": epochs} if epochs else {}
+        cfg = _load(config, workdir, overrides)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from . import render
+        from .model import train_model
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("training epochs", total=cfg.train.epochs)
+
+            def on_epoch(done: int, total: int) -> None:
+                progress.update(task, completed=done)
+
+            result = train_model(cfg, on_epoch=on_epoch)
+        if fmt is Fmt.json:
+            out.print_json(render.to_json(result.manifest))
+        else:
+            render.train_summary(result.manifest, str(result.bundle_dir), out)
+
+
+def _read_users_file(path: Path) -> list[str]:
+    from .errors import InputDataError
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputDataError(f"users file {str(path)!r} not found") from None
+    except UnicodeDecodeError:
+        raise InputDataError(f"users file {str(path)!r} is not UTF-8 text; re-save it") from None
+    users = [line.strip() for line in text.splitlines()]
+    return [u for u in users if u and not u.startswith("#")]
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  reco recommend -c configs/default.yaml --user 12583 -k 10\n\n"
+        "  reco recommend -c configs/default.yaml --user 12583 --format json | jq .\n\n"
+        "  reco recommend -c configs/default.yaml --users-file users.txt --format csv > recs.csv"
+    ),
+)
+def recommend(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    user: Annotated[
+        list[str] | None, typer.Option("--user", "-u", help="User id (repeatable).")
+    ] = None,
+    users_file: Annotated[
+        Path | None, typer.Option("--users-file", help="File with one user id per line.")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", "--k", help="How many items (default recommend.k).", min=1)
+    ] = None,
+    fmt: Annotated[
+        Fmt, typer.Option("--format", "-f", help="table, json or csv on stdout.")
+    ] = Fmt.table,
+    fallback: Annotated[
+        Fallback | None,
+        typer.Option(help="Unknown users: popular items, or exit 6 (default recommend.fallback)."),
+    ] = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Top-k items for one or more users from the current model bundle.
+
+    Unknown users get the most popular items, marked as a fallback (or exit 6 with
+    --fallback error). Items the user already bought are not repeated (recommend.exclude_seen).
+    """
+    with guarded():
+        from .errors import InputDataError
+
+        cfg = _load(config, workdir)
+        users = list(user or [])
+        if users_file is not None:
+            users += _read_users_file(users_file)
+        if not users:
+            raise InputDataError("no user given; pass --user ID or --users-file FILE")
+        from . import render
+        from .rank import Recommender
+
+        recommender = Recommender.open(cfg.workdir_path)
+        k_value = k or cfg.recommend.k
+        mode = (fallback.value if fallback else None) or cfg.recommend.fallback
+        results = [recommender.recommend(u, k_value, mode) for u in users]
+        if fmt is Fmt.json:
+            payload: Any = (
+                results[0].to_dict()
+                if len(results) == 1 and users_file is None
+                else [r.to_dict() for r in results]
+            )
+            sys.stdout.write(render.to_json(payload) + "\n")
+        elif fmt is Fmt.csv:
+            sys.stdout.write(render.recommendations_csv(results))
+        else:
+            for res in results:
+                render.recommendations_table(res, out)
+        for res in results:
+            if res.fallback and fmt is not Fmt.table:
+                err.print(f"note: {res.notes[0]}", soft_wrap=True)
+
+
+@app.command(epilog="Example: reco inspect -c configs/default.yaml --format json")
+def inspect(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    workdir: WorkdirOpt = None,
+    fmt: Annotated[Fmt, typer.Option("--format", "-f", help="table or json.")] = Fmt.table,
+) -> None:
+    """Show what is in the current model bundle: sizes, data, index decision, versions."""
+    with guarded():
+        cfg = _load(config, workdir)
+        from . import render
+        from .bundle import load_bundle
+
+        bundle = load_bundle(cfg.workdir_path)
+        if fmt is Fmt.json:
+            sys.stdout.write(render.to_json(bundle.manifest) + "\n")
+        else:
+            render.manifest_summary(bundle.manifest, str(bundle.path), out)
+
+
+def main() -> None:
+    # Rich and Typer colour only on a terminal; CI and pipes get plain text.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("TERM", "dumb")
+    app()

@@ -1,0 +1,359 @@
+"""The YAML configuration as strict pydantic models.
+
+Precedence: model defaults < YAML file < command-line flags. Unknown keys, wrong types and
+impossible values are refused before any work starts, naming the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import columns as C
+from .errors import ConfigError
+
+DEFAULT_NULL_VALUES = ["", "NA", "NULL", "null", "N/A", "NaN", "nan", "None"]
+TIMESTAMP_KEYWORDS = ("auto", "iso8601", "unix_s", "unix_ms")
+EventType = Literal[
+    "view",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "favourite",
+    "purchase",
+    "return",
+    "search",
+    "rating",
+]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as 'UTC' or 'Europe/London')"
+        ) from None
+    return value
+
+
+class SourceConfig(StrictModel):
+    """One tabular input: a file, a glob, or a list of them, and how to read it."""
+
+    path: str | list[str]
+    format: Literal["auto", "csv", "tsv", "parquet"] = "auto"
+    separator: str = ","
+    has_header: bool = True
+    encoding: str = "utf8"
+    null_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
+    decimal_comma: bool = False
+    columns: dict[str, str | int]
+    timestamp_format: str | list[str] = "auto"
+    # The zone of timestamps written without an offset. Unset: an all-naive column is read as
+    # UTC (and the summary says so); a column mixing naive and offset values is refused.
+    timezone: str | None = None
+
+    @field_validator("separator")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if value == "\\t":
+            value = "\t"
+        if len(value) != 1:
+            raise ValueError("separator must be one character, e.g. ',' ';' or '\\t'")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r} (e.g. utf8, utf-16, cp1252, latin-1)"
+            ) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+    @field_validator("path")
+    @classmethod
+    def _non_empty_path(cls, value: str | list[str]) -> str | list[str]:
+        if not value:
+            raise ValueError("path must name a file, a glob or a list of them")
+        return value
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    @property
+    def timestamp_formats(self) -> list[str]:
+        fmt = self.timestamp_format
+        return [fmt] if isinstance(fmt, str) else list(fmt)
+
+
+class EventsSource(SourceConfig):
+    default_event_type: EventType = "view"
+    event_types: dict[str, EventType] = Field(default_factory=dict)
+    exclude_items: list[str] = Field(default_factory=list)
+    exclude_users: list[str] = Field(default_factory=list)
+    exclude_event_types: list[EventType] = Field(default_factory=list)
+    # Rows whose price is at or below this are excluded by config (e.g. 0 for stock adjustments).
+    exclude_price_at_most: float | None = None
+    # What an empty value in a mapped `weight` column means; NaN, inf and negatives are rejected.
+    empty_weight: NonNegative = 1.0
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        unknown = sorted(set(value) - set(C.EVENT_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"unknown canonical column(s) {unknown}; allowed: {', '.join(C.EVENT_COLUMNS)}"
+            )
+        if C.ITEM_ID not in value:
+            raise ValueError("columns.item_id is required (the column holding the item id)")
+        if C.TIMESTAMP not in value:
+            raise ValueError("columns.timestamp is required (the column holding the event time)")
+        if C.USER_ID not in value and C.SESSION_ID not in value:
+            raise ValueError("columns needs user_id or session_id (or both)")
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _formats(cls, value: str | list[str]) -> str | list[str]:
+        formats = [value] if isinstance(value, str) else value
+        if not formats:
+            raise ValueError("timestamp_format list is empty")
+        for fmt in formats:
+            if fmt not in TIMESTAMP_KEYWORDS and "%" not in fmt:
+                raise ValueError(
+                    f"timestamp_format {fmt!r} is neither a chrono pattern (e.g. "
+                    f"'%Y-%m-%d %H:%M:%S') nor one of {', '.join(TIMESTAMP_KEYWORDS)}"
+                )
+        if "auto" in formats and len(formats) > 1:
+            raise ValueError("'auto' cannot be combined with other timestamp formats")
+        return value
+
+
+class ItemsSource(SourceConfig):
+    """Item metadata: `columns` maps item_id, title, category, price or any name to a column."""
+
+    timestamp_format: str | list[str] = "auto"
+    # Columns (by canonical name) read as numbers; the rest stay strings. price is always numeric.
+    numeric_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("columns")
+    @classmethod
+    def _needs_item_id(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        if C.ITEM_ID not in value:
+            raise ValueError("columns.item_id is required for item metadata")
+        return value
+
+
+class DataConfig(StrictModel):
+    events: EventsSource
+    items: ItemsSource | None = None
+    session_gap_minutes: Annotated[float, Field(gt=0)] = 30.0
+    max_reject_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
+    keep_versions: Annotated[int, Field(ge=1)] = 3
+
+
+class TrainConfig(StrictModel):
+    event_weights: dict[EventType, NonNegative] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]
+            "view": 1.0,
+            "click": 1.0,
+            "add_to_cart": 3.0,
+            "favourite": 2.0,
+            "purchase": 5.0,
+        }
+    )
+    aggregate: Literal["sum", "max", "count"] = "sum"
+    max_weight: Annotated[float, Field(gt=0)] | None = None
+    # Rating events below this are not positives (explicit-feedback data such as MovieLens).
+    min_rating: float | None = None
+    loss: Literal["warp", "bpr", "logistic", "warp-kos"] = "warp"
+    learning_schedule: Literal["adagrad", "adadelta"] = "adagrad"
+    no_components: Annotated[int, Field(gt=0, le=1024)] = 64
+    learning_rate: Annotated[float, Field(gt=0)] = 0.05
+    epochs: Annotated[int, Field(gt=0)] = 20
+    item_alpha: NonNegative = 0.0
+    user_alpha: NonNegative = 0.0
+    max_sampled: Annotated[int, Field(gt=0)] = 10
+    num_threads: Annotated[int, Field(ge=1)] = 1
+    # Item metadata columns used as LightFM item features (identity features are always kept).
+    item_features: list[str] = Field(default_factory=list)
+    normalize_features: bool = True
+    keep_versions: Annotated[int, Field(ge=1)] = 3
+
+    @field_validator("event_weights")
+    @classmethod
+    def _some_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = [t for t in C.NEGATIVE_EVENT_TYPES if value.get(t, 0) > 0]
+        if negative:
+            raise ValueError(f"{negative} are never positives; remove them from event_weights")
+        if not any(w > 0 for w in value.values()):
+            raise ValueError("at least one event type needs a positive weight")
+        return value
+
+
+class IndexConfig(StrictModel):
+    mode: Literal["auto", "annoy", "exact"] = "auto"
+    n_trees: Annotated[int, Field(gt=0, le=1000)] = 50
+    search_k: Literal["auto"] | Annotated[int, Field(gt=0)] = "auto"
+    target_recall: Annotated[float, Field(gt=0, le=1)] = 0.95
+    # Users sampled at build time to measure recall and latency against exact scoring.
+    check_users: Annotated[int, Field(gt=0)] = 200
+
+
+class RecommendConfig(StrictModel):
+    k: Annotated[int, Field(gt=0, le=10_000)] = 10
+    n_candidates: Annotated[int, Field(gt=0)] = 200
+    exclude_seen: list[EventType] = Field(default_factory=lambda: ["purchase"])  # type: ignore[arg-type]
+    fallback: Literal["popular", "error"] = "popular"
+
+
+class RecoConfig(StrictModel):
+    workdir: str = ".reco"
+    seed: int = 42
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RecoConfig:
+        item_cols = set(self.data.items.columns) if self.data.items else set()
+        for i, name in enumerate(self.train.item_features):
+            if name not in item_cols:
+                raise ValueError(
+                    f"train.item_features[{i}]: {name!r} is not a column of data.items "
+                    f"(configured: {sorted(item_cols) or 'no data.items'})"
+                )
+        if self.recommend.n_candidates < self.recommend.k:
+            raise ValueError(
+                f"recommend.n_candidates ({self.recommend.n_candidates}) must be at least "
+                f"recommend.k ({self.recommend.k})"
+            )
+        return self
+
+    @property
+    def workdir_path(self) -> Path:
+        return Path(self.workdir)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (plain YAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1}; keep one of them"
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str] | None:
+    """Walk the models along an error location to list the keys allowed at that point."""
+    current: Any = model
+    for part in loc[:-1]:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not str(p).startswith(("function-after", "literal")))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(RecoConfig, loc)
+            hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+            lines.append(f"{where}: unknown key {key!r}{hint}")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        lines.append(f"{where}: {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RecoConfig:
+    """Read, merge command-line overrides into, and validate a YAML config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass -c configs/default.yaml")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config is not UTF-8 text; re-save it as UTF-8") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (workdir, data, ...)")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    try:
+        return RecoConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,615 @@
+"""Ingest: raw event exports -> canonical, typed, UTC events, with every dropped row accounted for.
+
+Per input file: read = kept + rejected + excluded + duplicates. Rejected rows are unusable
+(missing id, bad timestamp, unknown event type, bad number); excluded rows are dropped on
+purpose by the config; duplicates are rows identical to an earlier row in every canonical
+column. All three are written to rejects.parquet with their reason, file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import columns as C
+from .config import EventsSource, ItemsSource, RecoConfig
+from .errors import InputDataError
+from .publish import publish_version
+from .readers import (
+    NATIVE_TS,
+    RAGGED,
+    ROW,
+    SourceFile,
+    line_number,
+    read_source_file,
+    resolve_paths,
+)
+from .timestamps import UTC_DTYPE, describe_patterns, detect_patterns, localize, parse_columns
+
+EVENTS_FILE = "events.parquet"
+ITEMS_FILE = "items.parquet"
+REJECTS_FILE = "rejects.parquet"
+REPORT_FILE = "ingest_report.json"
+
+REJECT = "__reject"
+EXCLUDE = "__exclude"
+VALUE = "__value"
+FILE_IDX = "__file"
+KIND = "kind"
+# Id values that are kept but look like a placeholder someone meant as "missing".
+SUSPICIOUS_IDS = (
+    "na",
+    "n/a",
+    "null",
+    "none",
+    "nan",
+    "undefined",
+    "unknown",
+    "-",
+    "0",
+    "-1",
+    "#n/a",
+)
+FLOAT_ID = r"^-?\d+\.0+$"
+
+
+@dataclass
+class FileCounts:
+    path: str
+    read: int = 0
+    kept: int = 0
+    rejected: int = 0
+    excluded: int = 0
+    duplicates: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.kept + self.rejected + self.excluded + self.duplicates
+
+
+@dataclass
+class IngestResult:
+    report: dict[str, Any]
+    events: pl.DataFrame
+    rejects: pl.DataFrame
+    items: pl.DataFrame | None
+    version_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def run_ingest(
+    cfg: RecoConfig,
+    now: datetime | None = None,
+    status: Callable[[str], None] | None = None,
+    write: bool = True,
+) -> IngestResult:
+    """Read, clean and check the configured events (and items); publish them atomically."""
+    say = status or (lambda _msg: None)
+    src = cfg.data.events
+    files = resolve_paths(src, "data.events.path")
+    workdir = cfg.workdir_path
+    workdir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    timestamp_notes: dict[str, Any] = {}
+    frames = []
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".ingest-") as tmp:
+        for idx, path in enumerate(files):
+            say(f"reading {path}")
+            part = read_source_file(
+                path,
+                src,
+                "data.events",
+                dict(src.columns),
+                [[C.ITEM_ID], [C.TIMESTAMP], [C.USER_ID, C.SESSION_ID]],
+                tmp,
+                native_timestamp=C.TIMESTAMP,
+            )
+            notes.extend(part.notes)
+            frames.append(_normalise_file(part, idx, src, timestamp_notes))
+        items = _ingest_items(cfg.data.items, tmp) if cfg.data.items else None
+    say("checking rows")
+    combined = pl.concat(frames, how="vertical")
+    combined = _mark_duplicates(combined, src)
+    kept = combined.filter(pl.col(KIND) == "kept")
+    events = _build_sessions(kept, src, cfg.data.session_gap_minutes)
+    events = _canonical_events(events)
+    rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"))
+    report = _report(cfg, files, combined, events, rejects, items, notes, timestamp_notes, now)
+    _check_reject_share(report, rejects, cfg.data.max_reject_fraction)
+    result = IngestResult(report, events, rejects, items[0] if items else None, notes=notes)
+    if write:
+        say("writing")
+
+        def build(out: Path) -> None:
+            events.write_parquet(out / EVENTS_FILE)
+            rejects.write_parquet(out / REJECTS_FILE)
+            if items is not None:
+                items[0].write_parquet(out / ITEMS_FILE)
+            (out / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+        result.version_dir = publish_version(
+            workdir / "ingests", workdir / "data", build, cfg.data.keep_versions
+        )
+        report["output_dir"] = str(workdir / "data")
+    return result
+
+
+# --- per-file normalisation -------------------------------------------------------------------
+
+
+def _null_tokens(src: EventsSource | ItemsSource) -> list[str]:
+    return sorted(set(src.null_values) | {""})
+
+
+def _clean_strings(frame: pl.DataFrame, names: list[str], nulls: list[str]) -> pl.DataFrame:
+    """Trim every string column, then turn configured null tokens into nulls."""
+    exprs = []
+    for name in names:
+        trimmed = pl.col(name).str.strip_chars()
+        exprs.append(pl.when(trimmed.is_in(nulls)).then(None).otherwise(trimmed).alias(name))
+    return frame.with_columns(exprs)
+
+
+def _normalise_file(
+    part: SourceFile, idx: int, src: EventsSource, ts_notes: dict[str, Any]
+) -> pl.DataFrame:
+    mapped = [c for c in src.columns if c != C.TIMESTAMP or NATIVE_TS not in part.frame.columns]
+    frame = part.frame
+    # Keep what the file said, for rejects.parquet and for counting trimmed ids.
+    raw_cols = [pl.col(c).alias(f"raw_{c}") for c in src.columns if c in frame.columns]
+    frame = frame.with_columns(raw_cols)
+    frame = _clean_strings(frame, [c for c in mapped if c in frame.columns], _null_tokens(src))
+    for name in C.EVENT_COLUMNS:
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.String).alias(name))
+
+    reasons: list[tuple[pl.Expr, pl.Expr | str]] = []  # (condition, reason) in priority order
+    reasons.append((pl.col(RAGGED), "more fields than the header (an unquoted separator?)"))
+    reasons.append((pl.col(C.ITEM_ID).is_null(), "missing item_id"))
+    if C.SESSION_ID in src.columns:
+        who_missing = pl.col(C.USER_ID).is_null() & pl.col(C.SESSION_ID).is_null()
+        reasons.append((who_missing, "missing user_id and session_id"))
+    else:
+        reasons.append((pl.col(C.USER_ID).is_null(), "missing user_id"))
+
+    ts, ts_reasons = _timestamp_exprs(part, frame, src, ts_notes)
+    reasons.extend(ts_reasons)
+
+    # Event types: canonical names map to themselves, then the configured raw -> canonical map.
+    if C.EVENT_TYPE in src.columns:
+        mapping = {t: t for t in C.EVENT_TYPES} | dict(src.event_types)
+        raw_type = pl.col(C.EVENT_TYPE)
+        event = raw_type.replace_strict(mapping, default=None, return_dtype=pl.String)
+        reasons.append((raw_type.is_null(), "missing event type"))
+        reasons.append((event.is_null(), pl.lit("unknown event type '") + raw_type + pl.lit("'")))
+    else:
+        event = pl.lit(src.default_event_type)
+
+    numbers: dict[str, pl.Expr] = {}
+    for name in C.NUMERIC_COLUMNS:
+        if name not in src.columns:
+            numbers[name] = pl.lit(None, pl.Float64)
+            continue
+        text = pl.col(name)
+        if src.decimal_comma:
+            text = text.str.replace(",", ".", literal=True)
+        value = text.cast(pl.Float64, strict=False)
+        reasons.append(
+            (text.is_not_null() & value.is_null(), pl.lit(f"non-numeric {name} '") + text + "'")
+        )
+        reasons.append(
+            (value.is_not_null() & ~value.is_finite(), pl.lit(f"non-finite {name} '") + text + "'")
+        )
+        if name == C.WEIGHT:
+            reasons.append((value < 0, pl.lit("negative weight ") + text))
+            value = value.fill_null(src.empty_weight)
+        numbers[name] = value
+
+    quantity = numbers[C.QUANTITY]
+    event = pl.when((event == C.PURCHASE) & (quantity < 0)).then(pl.lit(C.RETURN)).otherwise(event)
+
+    exclusions: list[tuple[pl.Expr, str]] = []
+    if src.exclude_items:
+        exclusions.append((pl.col(C.ITEM_ID).is_in(src.exclude_items), "excluded item (config)"))
+    if src.exclude_users:
+        exclusions.append((pl.col(C.USER_ID).is_in(src.exclude_users), "excluded user (config)"))
+    if src.exclude_event_types:
+        exclusions.append((event.is_in(src.exclude_event_types), "excluded event type (config)"))
+    if src.exclude_price_at_most is not None and C.PRICE in src.columns:
+        cap = src.exclude_price_at_most
+        exclusions.append((numbers[C.PRICE] <= cap, f"price at or below {cap:g} (config)"))
+
+    frame = frame.with_columns(
+        _first_reason(reasons).alias(REJECT),
+        _first_reason([(c, pl.lit(r)) for c, r in exclusions]).alias(EXCLUDE),
+        ts.alias(C.TIMESTAMP),
+        event.alias(C.EVENT_TYPE),
+        *[v.alias(k) for k, v in numbers.items()],
+        pl.lit(part.path).alias(C.SOURCE_FILE),
+        line_number(pl.col(ROW), _has_header(part)),
+        pl.lit(idx, pl.Int32).alias(FILE_IDX),
+    )
+    # A deliberate exclusion wins over a reject: such rows never count towards the reject share.
+    frame = frame.with_columns(
+        pl.when(pl.col(EXCLUDE).is_not_null()).then(None).otherwise(pl.col(REJECT)).alias(REJECT)
+    )
+    raw_names = [f"raw_{c}" for c in src.columns if f"raw_{c}" in frame.columns]
+    for c in C.EVENT_COLUMNS:
+        if f"raw_{c}" not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.String).alias(f"raw_{c}"))
+    keep = [
+        *C.EVENT_COLUMNS,
+        C.SOURCE_FILE,
+        C.SOURCE_LINE,
+        FILE_IDX,
+        REJECT,
+        EXCLUDE,
+        *[f"raw_{c}" for c in C.EVENT_COLUMNS],
+    ]
+    del raw_names
+    return frame.select(keep).with_columns(pl.col(C.TIMESTAMP).cast(UTC_DTYPE))
+
+
+def _has_header(part: SourceFile) -> bool:
+    return bool(part.header) and not part.path.lower().endswith((".parquet", ".pq"))
+
+
+def _first_reason(pairs: list[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
+    if not pairs:
+        return pl.lit(None, pl.String)
+    expr: pl.Expr = pl.lit(None, pl.String)
+    for cond, reason in reversed(pairs):
+        value = reason if isinstance(reason, pl.Expr) else pl.lit(reason)
+        expr = pl.when(cond.fill_null(False)).then(value).otherwise(expr)
+    return expr
+
+
+def _timestamp_exprs(
+    part: SourceFile, frame: pl.DataFrame, src: EventsSource, ts_notes: dict[str, Any]
+) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr | str]]]:
+    """The UTC timestamp expression and its reject reasons, after checking the column as a whole."""
+    col = src.columns[C.TIMESTAMP]
+    where = f"{part.path}: column {col!r}"
+    if NATIVE_TS in frame.columns:  # Parquet with a real timestamp column
+        native = pl.col(NATIVE_TS)
+        dtype = frame.schema[NATIVE_TS]
+        if getattr(dtype, "time_zone", None):
+            ts = native.dt.convert_time_zone("UTC")
+        else:
+            ts = localize(native, src.timezone or "UTC")
+        return ts, [(native.is_null(), "missing timestamp")]
+
+    raw = pl.col(C.TIMESTAMP)
+    formats = src.timestamp_formats
+    values = frame.get_column(C.TIMESTAMP)
+    if formats == ["auto"]:
+        formats = _auto_formats(values, where)
+    utc, naive = parse_columns(raw, formats)
+    probe = frame.select(
+        raw.is_not_null().sum().alias("present"),
+        utc.is_not_null().sum().alias("aware"),
+        (utc.is_null() & naive.is_not_null()).sum().alias("naive"),
+    ).row(0, named=True)
+    present, n_aware, n_naive = probe["present"], probe["aware"], probe["naive"]
+    if present and n_aware + n_naive == 0:
+        patterns = detect_patterns(values)
+        raise InputDataError(
+            f"{where}: no timestamp matches data.events.timestamp_format {src.timestamp_format!r}; "
+            f"found {describe_patterns(patterns)}; set timestamp_format to the file's pattern"
+        )
+    if n_aware and n_naive and src.timezone is None:
+        raise InputDataError(
+            f"{where}: {n_naive} of {present} timestamps have no UTC offset while the rest do; "
+            "set data.events.timezone to the zone the offset-less ones are in"
+        )
+    tz = src.timezone or "UTC"
+    if n_naive and src.timezone is None:
+        ts_notes["naive_read_as_utc"] = True
+    ts_notes["timezone_for_naive"] = tz
+    local = localize(naive, tz)
+    ambiguous = naive.is_not_null() & (local != localize(naive, tz, "latest"))
+    ts_notes["ambiguous_dst_taken_earliest"] = ts_notes.get(
+        "ambiguous_dst_taken_earliest", 0
+    ) + int(frame.select((utc.is_null() & ambiguous).sum()).item())
+    ts = pl.coalesce(utc, local)
+    reasons: list[tuple[pl.Expr, pl.Expr | str]] = [
+        (raw.is_null(), "missing timestamp"),
+        (
+            utc.is_null() & naive.is_not_null() & local.is_null(),
+            pl.lit(f"local time does not exist in {tz} (DST gap) '") + raw + "'",
+        ),
+        (ts.is_null(), pl.lit("unparseable timestamp '") + raw + "'"),
+    ]
+    return ts, reasons
+
+
+def _auto_formats(values: pl.Series, where: str) -> list[str]:
+    """Pick the one format family a column uses, or refuse with every pattern found."""
+    patterns = detect_patterns(values)
+    if not patterns:
+        return ["iso8601"]
+    families = {p.family for p in patterns if p.family is not None}
+    junk = sum(p.count for p in patterns if p.family is None)
+    total = sum(p.count for p in patterns)
+    if "day_or_month_first" in families:
+        example = next(p.example for p in patterns if p.family == "day_or_month_first")
+        raise InputDataError(
+            f"{where}: values like {example!r} could be day-first or month-first and reco never "
+            "guesses; set data.events.timestamp_format, e.g. '%d/%m/%Y %H:%M' or '%m/%d/%Y %H:%M'"
+            + (f" (patterns found: {describe_patterns(patterns)})" if len(patterns) > 1 else "")
+        )
+    if len(families) > 1 or not families or junk * 2 > total:
+        raise InputDataError(
+            f"{where}: timestamps come in {len(patterns)} patterns: {describe_patterns(patterns)}; "
+            "set data.events.timestamp_format to a pattern or a list of them "
+            "(chrono patterns, iso8601, unix_s, unix_ms)"
+        )
+    return [families.pop()]
+
+
+# --- across files -----------------------------------------------------------------------------
+
+
+def _mark_duplicates(frame: pl.DataFrame, src: EventsSource) -> pl.DataFrame:
+    """Classify every row: kept, rejected, excluded or duplicate (of an earlier kept row)."""
+    frame = frame.sort([FILE_IDX, C.SOURCE_LINE])
+    valid = pl.col(REJECT).is_null() & pl.col(EXCLUDE).is_null()
+    key = [c for c in C.EVENT_COLUMNS if c in src.columns or c == C.EVENT_TYPE]
+    # Duplicates are rows identical in every canonical column; only valid rows take part.
+    first = pl.struct([pl.col(c) for c in key]).is_first_distinct().over(valid)
+    return frame.with_columns(
+        pl.when(pl.col(EXCLUDE).is_not_null())
+        .then(pl.lit("excluded"))
+        .when(pl.col(REJECT).is_not_null())
+        .then(pl.lit("rejected"))
+        .when(~first)
+        .then(pl.lit("duplicate"))
+        .otherwise(pl.lit("kept"))
+        .alias(KIND)
+    )
+
+
+def _build_sessions(events: pl.DataFrame, src: EventsSource, gap_minutes: float) -> pl.DataFrame:
+    """Give events without a session id one built per user from the inactivity gap."""
+    needs = pl.col(C.SESSION_ID).is_null() & pl.col(C.USER_ID).is_not_null()
+    if events.select(needs.any()).item() is not True:
+        return events
+    gap = pl.duration(microseconds=int(gap_minutes * 60_000_000))
+    part = events.filter(needs).sort([C.USER_ID, C.TIMESTAMP, C.SOURCE_FILE, C.SOURCE_LINE])
+    step = pl.col(C.TIMESTAMP).diff().over(C.USER_ID)
+    starts = (step.is_null() | (step > gap)).cast(pl.Int64)
+    part = part.with_columns(
+        (pl.col(C.USER_ID) + pl.lit("#s") + starts.cum_sum().over(C.USER_ID).cast(pl.String)).alias(
+            C.SESSION_ID
+        )
+    )
+    return pl.concat([events.filter(~needs), part], how="vertical")
+
+
+def _canonical_events(events: pl.DataFrame) -> pl.DataFrame:
+    schema = C.event_schema()
+    return events.select([pl.col(n).cast(t) for n, t in schema.items()]).sort(  # type: ignore[arg-type]
+        [C.TIMESTAMP, C.USER_ID, C.ITEM_ID, C.SOURCE_FILE, C.SOURCE_LINE], nulls_last=True
+    )
+
+
+def _rejects_frame(dropped: pl.DataFrame) -> pl.DataFrame:
+    reason = (
+        pl.when(pl.col(KIND) == "excluded")
+        .then(pl.col(EXCLUDE))
+        .when(pl.col(KIND) == "rejected")
+        .then(pl.col(REJECT))
+        .otherwise(pl.lit("exact duplicate of an earlier row"))
+    )
+    return dropped.select(
+        pl.col(C.SOURCE_FILE),
+        pl.col(C.SOURCE_LINE),
+        pl.col(KIND),
+        reason.alias(C.REASON),
+        *[pl.col(f"raw_{c}") for c in C.EVENT_COLUMNS],
+    ).sort([C.SOURCE_FILE, C.SOURCE_LINE])
+
+
+# --- items ------------------------------------------------------------------------------------
+
+
+def _ingest_items(src: ItemsSource | None, tmp: str) -> tuple[pl.DataFrame, dict[str, Any]] | None:
+    if src is None:
+        return None
+    files = resolve_paths(src, "data.items.path")
+    frames = []
+    for path in files:
+        part = read_source_file(path, src, "data.items", dict(src.columns), [[C.ITEM_ID]], tmp)
+        frames.append(part.frame.drop(ROW, RAGGED))
+    raw = pl.concat(frames, how="vertical")
+    names = list(src.columns)
+    cleaned = _clean_strings(raw, names, _null_tokens(src))
+    numeric = {C.PRICE, *src.numeric_columns} & set(names)
+    bad_numbers = {}
+    for name in numeric:
+        text = (
+            pl.col(name).str.replace(",", ".", literal=True) if src.decimal_comma else pl.col(name)
+        )
+        value = text.cast(pl.Float64, strict=False)
+        bad_numbers[name] = int(
+            cleaned.select(
+                (text.is_not_null() & (value.is_null() | ~value.is_finite())).sum()
+            ).item()
+        )
+        cleaned = cleaned.with_columns(
+            pl.when(value.is_finite()).then(value).otherwise(None).alias(name)
+        )
+    without_id = int(cleaned.select(pl.col(C.ITEM_ID).is_null().sum()).item())
+    cleaned = cleaned.filter(pl.col(C.ITEM_ID).is_not_null())
+    # One row per item: each attribute takes its most frequent non-null value (first seen on ties).
+    others = [n for n in names if n != C.ITEM_ID]
+    aggs = [pl.col(n).drop_nulls().mode(maintain_order=True).first().alias(n) for n in others]
+    items = cleaned.group_by(C.ITEM_ID, maintain_order=True).agg(aggs).sort(C.ITEM_ID)
+    conflicts = int(
+        cleaned.group_by(C.ITEM_ID)
+        .agg([pl.col(n).drop_nulls().n_unique() for n in others])
+        .select(pl.any_horizontal([pl.col(n) > 1 for n in others]).sum() if others else pl.lit(0))
+        .item()
+    )
+    stats = {
+        "files": files,
+        "rows_read": raw.height,
+        "rows_without_item_id": without_id,
+        "items": items.height,
+        "items_with_conflicting_values": conflicts,
+        "invalid_numbers_set_to_null": {k: v for k, v in bad_numbers.items() if v},
+        "columns": names,
+    }
+    return items, stats
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _report(
+    cfg: RecoConfig,
+    files: list[str],
+    combined: pl.DataFrame,
+    events: pl.DataFrame,
+    rejects: pl.DataFrame,
+    items: tuple[pl.DataFrame, dict[str, Any]] | None,
+    notes: list[str],
+    ts_notes: dict[str, Any],
+    now: datetime | None,
+) -> dict[str, Any]:
+    src = cfg.data.events
+    per_file = []
+    counts = combined.group_by(C.SOURCE_FILE, KIND).len()
+    for path in files:
+        fc = FileCounts(path)
+        for _, kind, n in counts.filter(pl.col(C.SOURCE_FILE) == path).iter_rows():
+            setattr(
+                fc,
+                {
+                    "kept": "kept",
+                    "rejected": "rejected",
+                    "excluded": "excluded",
+                    "duplicate": "duplicates",
+                }[kind],
+                int(n),
+            )
+        fc.read = fc.kept + fc.rejected + fc.excluded + fc.duplicates
+        per_file.append(fc)
+    totals = FileCounts("all files")
+    for fc in per_file:
+        for name in ("read", "kept", "rejected", "excluded", "duplicates"):
+            setattr(totals, name, getattr(totals, name) + getattr(fc, name))
+
+    def by_reason(kind: str) -> dict[str, int]:
+        part = rejects.filter(pl.col(KIND) == kind).group_by(C.REASON).len()
+        part = part.sort(["len", C.REASON], descending=[True, False])
+        return {str(r): int(n) for r, n in part.iter_rows()}
+
+    trimmed = {}
+    for c in (C.USER_ID, C.ITEM_ID, C.SESSION_ID):
+        if c in src.columns:
+            raw = pl.col(f"raw_{c}")
+            n = combined.select((raw.is_not_null() & (raw != raw.str.strip_chars())).sum()).item()
+            if n:
+                trimmed[c] = int(n)
+    suspicious: dict[str, dict[str, int]] = {}
+    float_like: dict[str, dict[str, Any]] = {}
+    for c in (C.USER_ID, C.ITEM_ID):
+        if c not in src.columns:
+            continue
+        vals = events.get_column(c).drop_nulls()
+        sus = vals.filter(vals.str.to_lowercase().is_in(list(SUSPICIOUS_IDS))).value_counts()
+        if sus.height:
+            suspicious[c] = {str(v): int(n) for v, n in sus.iter_rows()}
+        floats = vals.filter(vals.str.contains(FLOAT_ID))
+        if floats.len():
+            float_like[c] = {"count": floats.len(), "example": floats.first()}
+    ts = events.get_column(C.TIMESTAMP)
+    now = now or datetime.now(UTC)
+    newest = ts.max()
+    users = events.get_column(C.USER_ID)
+    report: dict[str, Any] = {
+        "created_at": now.isoformat(),
+        "config": {
+            "null_values": _null_tokens(src),
+            "id_trimming": "leading and trailing whitespace is stripped from every value",
+            "timestamp_format": src.timestamp_format,
+            "timezone_for_naive_timestamps": ts_notes.get("timezone_for_naive", src.timezone),
+            "session_gap_minutes": cfg.data.session_gap_minutes,
+            "duplicate_rule": "rows identical in every canonical column: "
+            + ", ".join(c for c in C.EVENT_COLUMNS if c in src.columns or c == C.EVENT_TYPE),
+        },
+        "files": [asdict(fc) | {"balanced": fc.balanced} for fc in per_file],
+        "totals": asdict(totals) | {"balanced": totals.balanced},
+        "rejected_by_reason": by_reason("rejected"),
+        "excluded_by_reason": by_reason("excluded"),
+        "duplicates_removed": totals.duplicates,
+        "reject_share": _reject_share(totals),
+        "max_reject_fraction": cfg.data.max_reject_fraction,
+        "distinct": {
+            "users": int(users.drop_nulls().n_unique()),
+            "items": int(events.get_column(C.ITEM_ID).n_unique()),
+            "sessions": int(events.get_column(C.SESSION_ID).drop_nulls().n_unique()),
+        },
+        "anonymous_events": int(users.null_count()),
+        "events_by_type": {
+            str(t): int(n)
+            for t, n in events.group_by(C.EVENT_TYPE).len().sort(C.EVENT_TYPE).iter_rows()
+        },
+        "time_span": {
+            "first": ts.min().isoformat() if events.height else None,  # type: ignore[union-attr]
+            "last": newest.isoformat() if events.height else None,  # type: ignore[union-attr]
+        },
+        "freshness_days": (
+            round((now - newest).total_seconds() / 86400, 2)  # type: ignore[operator,union-attr]
+            if events.height
+            else None
+        ),
+        "sessions_built_from_gaps": C.SESSION_ID not in src.columns,
+        "id_values_trimmed": trimmed,
+        "suspicious_id_values": suspicious,
+        "float_like_ids": float_like,
+        "timestamps": {
+            "ambiguous_dst_taken_earliest": ts_notes.get("ambiguous_dst_taken_earliest", 0),
+            "naive_read_as_utc": ts_notes.get("naive_read_as_utc", False),
+        },
+        "notes": notes,
+    }
+    if C.WEIGHT in src.columns:
+        raw_w = pl.col(f"raw_{C.WEIGHT}")
+        filled = (
+            combined.filter(pl.col(KIND) == "kept")
+            .select((raw_w.is_null() | raw_w.str.strip_chars().is_in(_null_tokens(src))).sum())
+            .item()
+        )
+        report["empty_weights_set_to"] = {"value": src.empty_weight, "rows": int(filled)}
+    if items is not None:
+        report["items"] = items[1]
+    return report
+
+
+def _reject_share(totals: FileCounts) -> float:
+    considered = totals.read - totals.excluded
+    return round(totals.rejected / considered, 6) if considered else 0.0
+
+
+def _check_reject_share(report: dict[str, Any], rejects: pl.DataFrame, limit: float) -> None:
+    share = report["reject_share"]
+    if share <= limit:
+        return
+    top = list(report["rejected_by_reason"].items())[:3]
+    first = rejects.filter(pl.col(KIND) == "rejected").row(0, named=True)
+    raise InputDataError(
+        f"{report['totals']['rejected']} of {report['totals']['read'] - report['totals']['excluded']} "
+        f"rows ({share:.1%}) would be rejected, above data.max_reject_fraction {limit:g}; "
+        f"top reasons: {'; '.join(f'{r} x{n}' for r, n in top)}; first at "
+        f"{first[C.SOURCE_FILE]}:{first[C.SOURCE_LINE]}. Fix the column mapping or formats "
+        "(nothing was written)"
+    )

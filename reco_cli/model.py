@@ -1,0 +1,344 @@
+"""Training: fit LightFM on the weighted interactions and publish a complete model bundle.
+
+The bundle is written into a new version directory and `<workdir>/model` is switched to it only
+when it is complete, so a reader never sees a half-written or mixed bundle.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from . import __version__
+from . import columns as C
+from .bundle import INDEX_FILE, model_pointer, save_array, sha256_file, write_manifest
+from .config import RecoConfig, TrainConfig
+from .errors import InputDataError, TrainingDivergedError
+from .index import IndexDecision, build_index, check_finite, choose_path
+from .ingest import EVENTS_FILE, ITEMS_FILE
+from .interactions import Interactions, build_interactions, exclusion_matrix
+from .publish import publish_version
+
+EpochCallback = Callable[[int, int], None]
+STATE_FILE = "lightfm_state.npz"
+_STATE_ARRAYS = (
+    "item_embeddings",
+    "item_embedding_gradients",
+    "item_embedding_momentum",
+    "item_biases",
+    "item_bias_gradients",
+    "item_bias_momentum",
+    "user_embeddings",
+    "user_embedding_gradients",
+    "user_embedding_momentum",
+    "user_biases",
+    "user_bias_gradients",
+    "user_bias_momentum",
+)
+
+
+@dataclass
+class FittedModel:
+    """Vectors with the biases folded in: score(u, i) = user_vectors[u] . item_vectors[i]."""
+
+    interactions: Interactions
+    user_vectors: np.ndarray  # [emb, 1, user_bias]
+    item_vectors: np.ndarray  # [emb, item_bias, 1]
+    state: dict[str, np.ndarray]
+    feature_names: list[str]
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    bundle_dir: Path
+    manifest: dict[str, Any]
+
+
+def read_events(workdir: Path) -> pl.DataFrame:
+    path = workdir / "data" / EVENTS_FILE
+    if not path.is_file():
+        raise InputDataError(f"{path} not found; run `reco ingest -c <config>` first")
+    return pl.read_parquet(path)
+
+
+def read_items(workdir: Path) -> pl.DataFrame | None:
+    path = workdir / "data" / ITEMS_FILE
+    return pl.read_parquet(path) if path.is_file() else None
+
+
+def item_feature_matrix(
+    items: pl.DataFrame | None, item_ids: np.ndarray, train: TrainConfig
+) -> tuple[sp.csr_matrix | None, list[str]]:
+    """Identity features plus the configured metadata columns (one-hot or scaled numbers)."""
+    if not train.item_features:
+        return None, []
+    n = len(item_ids)
+    names = [f"item:{i}" for i in item_ids]
+    blocks = [sp.identity(n, dtype=np.float32, format="csr")]
+    meta = pl.DataFrame({C.ITEM_ID: item_ids.tolist()})
+    if items is not None:
+        meta = meta.join(items, on=C.ITEM_ID, how="left", maintain_order="left")
+    for col in train.item_features:
+        values = meta.get_column(col)
+        if values.dtype.is_numeric():
+            x = values.cast(pl.Float64).to_numpy()
+            x = np.where(np.isfinite(x), x, np.nan)
+            if train.normalize_features:
+                # log1p tames prices spanning orders of magnitude; min-max keeps [0, 1].
+                x = np.log1p(np.clip(x, 0, None))
+                lo, hi = np.nanmin(x, initial=np.inf), np.nanmax(x, initial=-np.inf)
+                x = (x - lo) / (hi - lo) if np.isfinite(lo) and hi > lo else np.zeros_like(x)
+            x = np.nan_to_num(x, nan=0.0).astype(np.float32)
+            blocks.append(sp.csr_matrix(x[:, None]))
+            names.append(col)
+        else:
+            cats = values.cast(pl.String)
+            levels = sorted(cats.drop_nulls().unique().to_list())
+            lookup = {v: j for j, v in enumerate(levels)}
+            rows = [i for i, v in enumerate(cats.to_list()) if v is not None]
+            cols = [lookup[v] for v in cats.to_list() if v is not None]
+            block = sp.csr_matrix(
+                (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(levels))
+            )
+            blocks.append(block)
+            names.extend(f"{col}={v}" for v in levels)
+    features = sp.hstack(blocks, format="csr").astype(np.float32)
+    if train.normalize_features:
+        sums = np.asarray(features.sum(axis=1)).ravel()
+        sums[sums == 0] = 1.0
+        features = sp.diags(1.0 / sums).astype(np.float32) @ features
+    return features.tocsr(), names
+
+
+def fit(
+    events: pl.DataFrame,
+    items: pl.DataFrame | None,
+    cfg: RecoConfig,
+    on_epoch: EpochCallback | None = None,
+) -> FittedModel:
+    from lightfm import LightFM  # heavy import kept off the recommend path
+
+    train = cfg.train
+    inter = build_interactions(events, train)
+    n_users, n_items = inter.shape
+    if n_users == 0 or n_items == 0:
+        raise InputDataError(
+            "no training interactions: no event of an identified user has a positive weight "
+            f"(train.event_weights: {dict(train.event_weights)}); check the event types "
+            "ingest produced and the weights"
+        )
+    features, feature_names = item_feature_matrix(items, inter.item_ids, train)
+    model = LightFM(
+        no_components=train.no_components,
+        loss=train.loss,
+        learning_schedule=train.learning_schedule,
+        learning_rate=train.learning_rate,
+        item_alpha=train.item_alpha,
+        user_alpha=train.user_alpha,
+        max_sampled=train.max_sampled,
+        random_state=np.random.RandomState(cfg.seed),
+    )
+    binary = inter.binary()
+    sample_weight = inter.weights.tocoo()
+    start = time.perf_counter()
+    for epoch in range(train.epochs):
+        try:
+            model.fit_partial(
+                binary,
+                item_features=features,
+                sample_weight=sample_weight,
+                epochs=1,
+                num_threads=train.num_threads,
+            )
+        except ValueError as exc:
+            if "finite" not in str(exc):
+                raise
+            raise _diverged(train, epoch + 1) from None
+        if not (
+            np.isfinite(model.item_embeddings).all() and np.isfinite(model.user_embeddings).all()
+        ):
+            raise _diverged(train, epoch + 1)
+        if on_epoch:
+            on_epoch(epoch + 1, train.epochs)
+    seconds = time.perf_counter() - start
+    item_biases, item_emb = model.get_item_representations(features)
+    user_biases, user_emb = model.get_user_representations()
+    ones_i = np.ones((n_items, 1), dtype=np.float32)
+    ones_u = np.ones((n_users, 1), dtype=np.float32)
+    item_vectors = np.hstack([item_emb, item_biases[:, None], ones_i]).astype(np.float32)
+    user_vectors = np.hstack([user_emb, ones_u, user_biases[:, None]]).astype(np.float32)
+    check_finite(item_vectors, inter.item_ids, "item")
+    check_finite(user_vectors, inter.user_ids, "user")
+    state = {name: np.asarray(getattr(model, name)) for name in _STATE_ARRAYS}
+    return FittedModel(inter, user_vectors, item_vectors, state, feature_names, seconds)
+
+
+def _diverged(train: TrainConfig, epoch: int) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged at epoch {epoch} (learning_rate={train.learning_rate}, "
+        f"loss={train.loss}): parameters became non-finite; lower train.learning_rate"
+        + (
+            " or enable train.normalize_features"
+            if train.item_features and not train.normalize_features
+            else " or scale the event weights (train.max_weight)"
+        )
+        + "; no model was written"
+    )
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "reco": __version__}
+    for dist in ("rectools-lightfm", "annoy", "numpy", "scipy", "polars"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+def write_bundle(
+    out: Path,
+    fitted: FittedModel,
+    events: pl.DataFrame,
+    items: pl.DataFrame | None,
+    cfg: RecoConfig,
+    data_fingerprint: dict[str, Any],
+    build_index_files: bool = True,
+) -> dict[str, Any]:
+    """Write every bundle file into `out` (a fresh directory) and return the manifest."""
+    inter = fitted.interactions
+    save_array(out, "user_ids", inter.user_ids)
+    save_array(out, "item_ids", inter.item_ids)
+    save_array(out, "user_vectors", fitted.user_vectors)
+    save_array(out, "item_vectors", fitted.item_vectors)
+    save_array(out, "item_popularity", inter.popularity)
+    # Most popular first; ties by item id so the fallback list is stable.
+    order = np.lexsort((np.arange(len(inter.item_ids)), -inter.popularity)).astype(np.int32)
+    save_array(out, "popular_order", order)
+    excl = exclusion_matrix(
+        events, inter.user_ids, inter.item_ids, list(cfg.recommend.exclude_seen)
+    )
+    save_array(out, "exclude_indptr", excl.indptr.astype(np.int64))
+    save_array(out, "exclude_indices", excl.indices.astype(np.int32))
+    save_array(out, "exclude_last_seen", excl.data.astype(np.int64))
+    optional = []
+    if items is not None:
+        meta = pl.DataFrame({C.ITEM_ID: inter.item_ids.tolist()}).join(
+            items, on=C.ITEM_ID, how="left", maintain_order="left"
+        )
+        for col in (C.TITLE, C.CATEGORY):
+            if col in meta.columns:
+                values = meta.get_column(col).cast(pl.String).fill_null("").to_numpy().astype(str)
+                save_array(out, f"item_{col}", values)
+                optional.append(f"item_{col}")
+    np.savez(out / STATE_FILE, allow_pickle=False, **fitted.state)
+
+    index_cfg = cfg.index
+    build_seconds = 0.0
+    index_path: Path | None = None
+    if build_index_files and index_cfg.mode != "exact":
+        index_path = out / INDEX_FILE
+        build_seconds = build_index(
+            fitted.item_vectors, index_path, index_cfg.n_trees, cfg.seed, cfg.train.num_threads
+        )
+    decision: IndexDecision = choose_path(
+        index_path,
+        fitted.item_vectors,
+        fitted.user_vectors,
+        cfg.recommend.n_candidates,
+        index_cfg.n_trees,
+        index_cfg.search_k,
+        index_cfg.target_recall,
+        index_cfg.mode,
+        index_cfg.check_users,
+        cfg.seed,
+        build_seconds,
+    )
+    ts = events.get_column(C.TIMESTAMP)
+    manifest: dict[str, Any] = {
+        "reco_version": __version__,
+        "version": out.name.removeprefix(".partial-"),
+        "created_at": datetime.now(UTC).isoformat(),
+        "config": cfg.model_dump(mode="json"),
+        "data": data_fingerprint
+        | {
+            "first_event": ts.min().isoformat() if len(ts) else None,  # type: ignore[union-attr]
+            "last_event": ts.max().isoformat() if len(ts) else None,  # type: ignore[union-attr]
+        },
+        "libraries": library_versions(),
+        "sizes": {
+            "users": int(inter.shape[0]),
+            "items": int(inter.shape[1]),
+            "interactions": int(inter.weights.nnz),
+            "no_components": cfg.train.no_components,
+            "item_features": len(fitted.feature_names),
+            "excluded_pairs": int(excl.nnz),
+        },
+        "training": {
+            "seconds": round(fitted.seconds, 3),
+            "epochs": cfg.train.epochs,
+            "loss": cfg.train.loss,
+            "num_threads": cfg.train.num_threads,
+            "deterministic": cfg.train.num_threads == 1,
+        },
+        "index": decision.to_dict() | {"file": INDEX_FILE if index_path else None},
+        "optional_arrays": optional,
+        "state_file": STATE_FILE,
+    }
+    write_manifest(out, manifest)
+    return manifest
+
+
+def data_fingerprint(workdir: Path, events: pl.DataFrame) -> dict[str, Any]:
+    path = workdir / "data" / EVENTS_FILE
+    return {
+        "events_file": str(path),
+        "events_sha256": sha256_file(path),
+        "events_rows": events.height,
+    }
+
+
+def train_model(
+    cfg: RecoConfig,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Fit on `<workdir>/data` and publish `<workdir>/models/<version>`, then switch `model`."""
+    workdir = cfg.workdir_path
+    events = read_events(workdir)
+    items = read_items(workdir)
+    _check_item_columns(items, cfg)
+    fingerprint = data_fingerprint(workdir, events)
+    fitted = fit(events, items, cfg, on_epoch)
+    manifest: dict[str, Any] = {}
+
+    def build(out: Path) -> None:
+        manifest.update(write_bundle(out, fitted, events, items, cfg, fingerprint))
+
+    final = publish_version(
+        workdir / "models", model_pointer(workdir), build, cfg.train.keep_versions
+    )
+    return TrainResult(final, manifest)
+
+
+def _check_item_columns(items: pl.DataFrame | None, cfg: RecoConfig) -> None:
+    if not cfg.train.item_features:
+        return
+    have = set(items.columns) if items is not None else set()
+    for i, col in enumerate(cfg.train.item_features):
+        if col not in have:
+            raise InputDataError(
+                f"train.item_features[{i}]: column {col!r} is not in the ingested items "
+                f"({sorted(have) or 'no items.parquet'}); rerun `reco ingest` after adding it "
+                "to data.items.columns"
+            )

@@ -1,0 +1,110 @@
+"""Publish outputs atomically: build a new version directory, then switch a pointer to it.
+
+`<root>/<version>/` is written under a temporary name and renamed when complete; the pointer
+(`<workdir>/data` or `<workdir>/model`) is a relative symlink replaced with `os.replace`, so a
+reader sees either the old complete version or the new one, never a mix. Killing the writer at
+any moment leaves the previous version in place and in use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+PARTIAL_PREFIX = ".partial-"
+# A partial directory older than this belongs to a killed run, not a concurrent one.
+STALE_PARTIAL_SECONDS = 3600
+
+
+def new_version_name() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    for item in path.rglob("*"):
+        if item.is_file():
+            with open(item, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(path)
+
+
+def publish_version(root: Path, pointer: Path, build: Callable[[Path], None], keep: int) -> Path:
+    """Run `build(tmp_dir)`, then make the result the version `pointer` points at."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = new_version_name()
+    partial = root / f"{PARTIAL_PREFIX}{name}"
+    partial.mkdir()
+    try:
+        build(partial)
+        fsync_tree(partial)
+        final = root / name
+        os.rename(partial, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    switch_pointer(pointer, final)
+    prune(root, pointer, keep)
+    return final
+
+
+def switch_pointer(pointer: Path, target: Path) -> None:
+    if pointer.exists() and not pointer.is_symlink():
+        raise FileExistsError(
+            f"{pointer} is a real directory, not reco's pointer; move it away and rerun"
+        )
+    tmp = pointer.with_name(f".{pointer.name}.{secrets.token_hex(4)}.tmp")
+    os.symlink(os.path.relpath(target, pointer.parent), tmp)
+    os.replace(tmp, pointer)
+    fsync_dir(pointer.parent)
+
+
+def current_version(pointer: Path) -> Path | None:
+    if not pointer.is_symlink():
+        return None
+    return pointer.resolve()
+
+
+def prune(root: Path, pointer: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` versions; never the one in use."""
+    in_use = current_version(pointer)
+    versions = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    removed = []
+    for old in versions[:-keep] if keep > 0 else versions:
+        if in_use is not None and old.resolve() == in_use:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    now = time.time()
+    for partial in root.glob(f"{PARTIAL_PREFIX}*"):
+        if now - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+            shutil.rmtree(partial, ignore_errors=True)
+    return removed
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a single file via a temporary name and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

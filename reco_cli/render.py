@@ -1,0 +1,238 @@
+"""Rendering: Rich tables for people, JSON and CSV for pipelines. No computation happens here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .rank import RecommendationList
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str, ensure_ascii=False)
+
+
+def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, str(value))
+    return table
+
+
+def ingest_summary(report: dict[str, Any], console: Console) -> None:
+    files = Table(title="Rows per input file", title_justify="left")
+    for col in ("file", "read", "kept", "rejected", "excluded", "duplicates"):
+        files.add_column(col, justify="left" if col == "file" else "right")
+    for fc in [*report["files"], report["totals"]]:
+        files.add_row(
+            fc["path"],
+            *(f"{fc[k]:,}" for k in ("read", "kept", "rejected", "excluded", "duplicates")),
+        )
+    console.print(files)
+    for key, title in (
+        ("rejected_by_reason", "Rejected"),
+        ("excluded_by_reason", "Excluded by config"),
+    ):
+        reasons = report[key]
+        if reasons:
+            table = Table(title=title, title_justify="left")
+            table.add_column("reason")
+            table.add_column("rows", justify="right")
+            for reason, n in list(reasons.items())[:15]:
+                table.add_row(reason, f"{n:,}")
+            if len(reasons) > 15:
+                table.add_row(f"... {len(reasons) - 15} more reasons (see ingest_report.json)", "")
+            console.print(table)
+    span = report["time_span"]
+    cfg = report["config"]
+    rows: list[tuple[str, Any]] = [
+        ("duplicates removed", f"{report['duplicates_removed']:,} ({cfg['duplicate_rule']})"),
+        (
+            "reject share",
+            f"{report['reject_share']:.2%} (limit {report['max_reject_fraction']:.0%})",
+        ),
+        ("users", f"{report['distinct']['users']:,}"),
+        ("items", f"{report['distinct']['items']:,}"),
+        (
+            "sessions",
+            f"{report['distinct']['sessions']:,}"
+            + (" (built from a 30-min gap)" if report["sessions_built_from_gaps"] else ""),
+        ),
+        ("anonymous events", f"{report['anonymous_events']:,} (kept for reports, not trained on)"),
+        ("events by type", ", ".join(f"{t} {n:,}" for t, n in report["events_by_type"].items())),
+        ("time span (UTC)", f"{span['first']} .. {span['last']}"),
+        ("freshness", f"newest event is {report['freshness_days']} days old"),
+        ("null tokens", ", ".join(repr(v) for v in cfg["null_values"])),
+        ("id values", cfg["id_trimming"]),
+        ("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"),
+    ]
+    if report["sessions_built_from_gaps"]:
+        rows[4] = (
+            "sessions",
+            f"{report['distinct']['sessions']:,} (built per user, "
+            f"{cfg['session_gap_minutes']:g}-minute inactivity gap)",
+        )
+    if report["id_values_trimmed"]:
+        rows.append(
+            ("trimmed", ", ".join(f"{c}: {n}" for c, n in report["id_values_trimmed"].items()))
+        )
+    ts = report["timestamps"]
+    if ts["ambiguous_dst_taken_earliest"]:
+        rows.append(
+            ("ambiguous DST", f"{ts['ambiguous_dst_taken_earliest']} (earlier instant taken)")
+        )
+    if "empty_weights_set_to" in report:
+        w = report["empty_weights_set_to"]
+        rows.append(("empty weights", f"{w['rows']} set to {w['value']:g}"))
+    if "items" in report:
+        it = report["items"]
+        rows.append(("item metadata", f"{it['items']:,} items from {it['rows_read']:,} rows"))
+    console.print(_kv_table("Summary", rows))
+    for column, values in report["suspicious_id_values"].items():
+        shown = ", ".join(f"{v!r} x{n}" for v, n in values.items())
+        console.print(f"[yellow]warning:[/] suspicious {column} values kept as real ids: {shown}")
+    for column, info in report["float_like_ids"].items():
+        console.print(
+            f"[yellow]warning:[/] {info['count']} {column} values look like floats "
+            f"(e.g. {info['example']!r}): the export may have turned ids into numbers"
+        )
+    if report["timestamps"]["naive_read_as_utc"]:
+        console.print(
+            "[yellow]warning:[/] timestamps without an offset were read as UTC; set "
+            "data.events.timezone if they are local times"
+        )
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -> None:
+    sizes = manifest["sizes"]
+    idx = manifest["index"]
+    training = manifest["training"]
+    rows: list[tuple[str, Any]] = [
+        ("bundle", bundle_dir),
+        ("users x items", f"{sizes['users']:,} x {sizes['items']:,}"),
+        ("interactions", f"{sizes['interactions']:,}"),
+        (
+            "training",
+            f"{training['epochs']} epochs, loss {training['loss']}, "
+            f"{training['seconds']:.2f} s, {training['num_threads']} thread(s)",
+        ),
+        ("candidate path", f"{idx['serve_from']}: {idx['reason']}"),
+    ]
+    if idx.get("recall") is not None:
+        rows.append(
+            (
+                "index",
+                f"angular, {idx['n_trees']} trees, dim {idx['dimension']}, "
+                f"search_k {idx['search_k']}, built in {idx['build_seconds']:.2f} s",
+            )
+        )
+        rows.append(
+            (
+                f"recall@{idx['n_candidates']}",
+                f"{idx['recall']:.3f} vs exact ({idx['users_checked']} users checked)",
+            )
+        )
+        rows.append(
+            (
+                "latency / user",
+                f"annoy {idx['latency_annoy_ms']:.3f} ms, exact {idx['latency_exact_ms']:.3f} ms",
+            )
+        )
+    if not training["deterministic"]:
+        rows.append(("note", "num_threads > 1: LightFM's parallel SGD is not reproducible"))
+    console.print(_kv_table("Model", rows))
+
+
+def recommendations_table(result: RecommendationList, console: Console) -> None:
+    title = f"Recommendations for user {result.user_id}"
+    if result.fallback:
+        title += " [yellow](fallback: popular items)[/]"
+    table = Table(title=title, title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("item")
+    show_title = any(r.title for r in result.items)
+    show_cat = any(r.category for r in result.items)
+    if show_title:
+        table.add_column("title")
+    if show_cat:
+        table.add_column("category")
+    table.add_column("score", justify="right")
+    table.add_column("reason")
+    for r in result.items:
+        cells = [str(r.rank), r.item_id]
+        if show_title:
+            cells.append(r.title or "")
+        if show_cat:
+            cells.append(r.category or "")
+        cells += [f"{r.score:.4f}", r.reason]
+        table.add_row(*cells)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+CSV_FIELDS = ("user_id", "rank", "item_id", "title", "category", "score", "reason", "fallback")
+
+
+def recommendations_csv(results: list[RecommendationList], header: bool = True) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if header:
+        writer.writerow(CSV_FIELDS)
+    for res in results:
+        for r in res.items:
+            writer.writerow(
+                [
+                    res.user_id,
+                    r.rank,
+                    r.item_id,
+                    r.title or "",
+                    r.category or "",
+                    r.score,
+                    r.reason,
+                    str(res.fallback).lower(),
+                ]
+            )
+    return buf.getvalue()
+
+
+def manifest_summary(manifest: dict[str, Any], path: str, console: Console) -> None:
+    sizes = manifest["sizes"]
+    idx = manifest["index"]
+    data = manifest["data"]
+    libs = manifest["libraries"]
+    rows: list[tuple[str, Any]] = [
+        ("bundle", path),
+        ("version", manifest["version"]),
+        ("created", manifest["created_at"]),
+        ("format", manifest["format_version"]),
+        ("users x items", f"{sizes['users']:,} x {sizes['items']:,}"),
+        ("interactions", f"{sizes['interactions']:,}"),
+        ("components", sizes["no_components"]),
+        ("item features", sizes["item_features"] or "identity only"),
+        ("data", f"{data['events_rows']:,} events, {data['first_event']} .. {data['last_event']}"),
+        ("data sha256", data["events_sha256"][:16] + "..."),
+        (
+            "training",
+            f"{manifest['training']['epochs']} epochs, {manifest['training']['loss']}, "
+            f"{manifest['training']['seconds']:.2f} s",
+        ),
+        ("candidate path", f"{idx['serve_from']} ({idx['reason']})"),
+        (
+            "index",
+            f"{idx['metric']}, dim {idx['dimension']}, {idx['n_trees']} trees, "
+            f"search_k {idx['search_k']}, recall {idx['recall']}",
+        ),
+        ("libraries", ", ".join(f"{k} {v}" for k, v in libs.items())),
+        ("files", f"{len(manifest['files'])} (checksums verified)"),
+    ]
+    console.print(_kv_table("Model bundle", rows))

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny configs written into a temporary folder, and the real sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE = ROOT / "sample_data" / "online_retail_20k.csv"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
+    """Write a config whose workdir lives under tmp_path (unless it sets one)."""
+    config = dict(config)
+    config.setdefault("workdir", str(tmp_path / "work"))
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def events_config(path: Path | str, **events: Any) -> dict[str, Any]:
+    """A minimal config reading one events file with user_id,item_id,timestamp columns."""
+    columns = events.pop(
+        "columns", {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}
+    )
+    return {"data": {"events": {"path": str(path), "columns": columns, **events}}}
+
+
+@pytest.fixture
+def sample_config(tmp_path: Path) -> Path:
+    """configs/default.yaml with its paths made absolute and its workdir in tmp_path."""
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    cfg["workdir"] = str(tmp_path / "work")
+    cfg["data"]["events"]["path"] = str(SAMPLE)
+    if cfg["data"].get("items"):
+        cfg["data"]["items"]["path"] = str(SAMPLE)
+    return write_config(tmp_path, cfg)

@@ -197,6 +197,7 @@ def _read_users_file(path: Path) -> list[str]:
         "Examples:\n\n"
         "  reco recommend -c configs/default.yaml --user 12583 -k 10\n\n"
         "  reco recommend -c configs/default.yaml --user 12583 --format json | jq .\n\n"
+        "  reco recommend -c configs/default.yaml --user 12583 --explain\n\n"
         "  reco recommend -c configs/default.yaml --users-file users.txt --format csv > recs.csv"
     ),
 )
@@ -218,12 +219,20 @@ def recommend(
         Fallback | None,
         typer.Option(help="Unknown users: popular items, or exit 6 (default recommend.fallback)."),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Show what each business rule removed, added or moved for the user."
+        ),
+    ] = False,
     workdir: WorkdirOpt = None,
 ) -> None:
     """Top-k items for one or more users from the current model bundle.
 
     Unknown users get the most popular items, marked as a fallback (or exit 6 with
-    --fallback error). Items the user already bought are not repeated (recommend.exclude_seen).
+    --fallback error). The business rules of recommend.rules (exclude already bought, filters,
+    boosts, category caps, promoted slots) run from the config given here; every item carries
+    its reason: model, popular, boosted:<rule> or promoted:<rule>.
     """
     with guarded():
         from .errors import InputDataError
@@ -237,15 +246,15 @@ def recommend(
         from . import render
         from .rank import Recommender
 
-        recommender = Recommender.open(cfg.workdir_path)
+        recommender = Recommender.open(cfg.workdir_path, rules=cfg.recommend.effective_rules)
         k_value = k or cfg.recommend.k
         mode = (fallback.value if fallback else None) or cfg.recommend.fallback
         results = [recommender.recommend(u, k_value, mode) for u in users]
         if fmt is Fmt.json:
             payload: Any = (
-                results[0].to_dict()
+                results[0].to_dict(explain)
                 if len(results) == 1 and users_file is None
-                else [r.to_dict() for r in results]
+                else [r.to_dict(explain) for r in results]
             )
             sys.stdout.write(render.to_json(payload) + "\n")
         elif fmt is Fmt.csv:
@@ -253,9 +262,14 @@ def recommend(
         else:
             for res in results:
                 render.recommendations_table(res, out)
+                if explain:
+                    render.rules_trace(res, out)
         for res in results:
-            if res.fallback and fmt is not Fmt.table:
-                err.print(f"note: {res.notes[0]}", soft_wrap=True)
+            if fmt is not Fmt.table:
+                for note in res.notes:
+                    err.print(f"note: {note}", soft_wrap=True)
+                if explain and fmt is Fmt.csv:
+                    render.rules_trace(res, err)
 
 
 @app.command(epilog="Example: reco inspect -c configs/default.yaml --format json")

@@ -173,14 +173,52 @@ def recommendations_table(result: RecommendationList, console: Console) -> None:
             cells.append(r.title or "")
         if show_cat:
             cells.append(r.category or "")
-        cells += [f"{r.score:.4f}", r.reason]
+        reason = r.reason + (f" ({r.explanation})" if r.explanation else "")
+        cells += ["" if r.score is None else f"{r.score:.4f}", reason]
         table.add_row(*cells)
     console.print(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
 
 
-CSV_FIELDS = ("user_id", "rank", "item_id", "title", "category", "score", "reason", "fallback")
+def rules_trace(result: RecommendationList, console: Console) -> None:
+    """Per rule, in order, what it did to this user's list (the --explain view): one line each,
+    readable in a narrow terminal and in a CI log."""
+    console.print(f"[bold]Rules for user {result.user_id}, in order[/]")
+    if not result.trace:
+        console.print("  (no rules)")
+    for n, t in enumerate(result.trace, 1):
+        parts = []
+        if t["removed"]:
+            parts.append("removed " + ", ".join(t["removed"]))
+        if t["added"]:
+            parts.append("added " + ", ".join(t["added"]))
+        if t["moved"]:
+            parts.append(
+                "moved " + ", ".join(f"{m['item_id']} {m['from']}->{m['to']}" for m in t["moved"])
+            )
+        effect = "; ".join(parts) or "no change to the list"
+        console.print(
+            f"  {n}. {t['rule']} ({t['type']}): {effect}. "
+            f"{t['candidates_removed']:,} candidate(s) removed; {t['note']}",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+CSV_FIELDS = (
+    "user_id",
+    "rank",
+    "item_id",
+    "title",
+    "category",
+    "score",
+    "reason",
+    "fallback",
+    "rank_score",
+    "because",
+    "explanation",
+)
 
 
 def recommendations_csv(results: list[RecommendationList], header: bool = True) -> str:
@@ -197,9 +235,12 @@ def recommendations_csv(results: list[RecommendationList], header: bool = True) 
                     r.item_id,
                     r.title or "",
                     r.category or "",
-                    r.score,
+                    "" if r.score is None else r.score,
                     r.reason,
                     str(res.fallback).lower(),
+                    "" if r.rank_score is None else r.rank_score,
+                    r.because or "",
+                    r.explanation or "",
                 ]
             )
     return buf.getvalue()

@@ -264,7 +264,7 @@ class Recommender:
             ranked = apply_rules(self.rules, cands, self.score(u, cands), user, k, MODEL, score_of)
             path = "exact (full catalogue: the rules left too few candidates)"
         items = self._items(ranked, u)
-        notes = self._short_note(ranked, k, full=len(cands) == len(self.item_ids))
+        notes = self._short_note(ranked, k, len(cands))
         return RecommendationList(
             user_id, items, False, path, self.bundle.version, notes, self._trace(ranked.trace)
         )
@@ -293,20 +293,23 @@ class Recommender:
             ranked = apply_rules(self.rules, cands, pop[cands], user, k, POPULAR, score_of)
         items = self._items(ranked, None)
         note = f"user {user_id!r} is not in the model: showing the most popular items{did_you_mean}"
-        notes = [note, *self._short_note(ranked, k, full=len(cands) == len(order))]
+        notes = [note, *self._short_note(ranked, k, len(cands))]
         return RecommendationList(
             user_id, items, True, "popular", self.bundle.version, notes, self._trace(ranked.trace)
         )
 
-    def _short_note(self, ranked: Ranked, k: int, full: bool) -> list[str]:
+    def _short_note(self, ranked: Ranked, k: int, pool: int) -> list[str]:
         if len(ranked.items) >= k:
             return []
         removed = ", ".join(f"{t.rule} removed {t.dropped}" for t in ranked.trace if t.dropped)
-        scope = "the" if full else "the fetched"
+        scope = (
+            f"the {pool} items in the model"
+            if pool == len(self.item_ids)
+            else f"{pool} candidates of the {len(self.item_ids)} items in the model"
+        )
         return [
             f"only {len(ranked.items)} item(s) can be recommended: the rules leave "
-            f"{ranked.available} of {scope} {len(self.item_ids)} items in the model for this "
-            f"user ({removed or 'nothing removed'})"
+            f"{ranked.available} of {scope} for this user ({removed or 'nothing removed'})"
         ]
 
     # --- output ----------------------------------------------------------------------------

@@ -125,6 +125,8 @@ class _State:
         self.pins: dict[int, int] = {}
         self.reasons: dict[int, str] = {}
         self.normalised = False
+        self.caps: list[MaxPerCategoryRule] = []  # caps applied so far: promote keeps them true
+        self.removed = 0  # free items taken out so far, for the trace
 
     def normalise(self) -> None:
         """Scale the free items' scores to [0, 1], once: boosts then add on a scale that means
@@ -143,6 +145,7 @@ class _State:
     def keep(self, mask: np.ndarray) -> None:
         """Keep the free items where mask holds. Pinned items stay: they passed every gate
         rule when they were pinned, and a cap counts them first."""
+        self.removed += int(len(mask) - np.count_nonzero(mask))
         self.items, self.scores = self.items[mask], self.scores[mask]
 
     def top(self) -> list[int]:
@@ -325,8 +328,8 @@ class MaxPerCategoryRule(Rule):
     def apply(self, state: _State, ctx: _Context) -> str:
         codes = self.codes[state.items]
         n_codes = int(self.codes.max(initial=-1)) + 1
-        # Pinned items inside the top k are fixed: they use up their category's allowance first.
-        pinned = [self.codes[i] for s, i in state.pins.items() if s <= state.k]
+        # Pinned items are fixed: they use up their category's allowance first.
+        pinned = [self.codes[i] for i in state.pins.values()]
         used = np.bincount([c for c in pinned if c >= 0], minlength=max(n_codes, 1))
         # Position of each free item within its category, in rank order (a stable group count).
         order = np.argsort(codes, kind="stable")
@@ -338,6 +341,8 @@ class MaxPerCategoryRule(Rule):
         allowance = np.where(codes >= 0, used[np.maximum(codes, 0)], 0)
         keep = (codes < 0) | (within + allowance < self.limit)
         state.keep(keep)
+        if self not in state.caps:
+            state.caps.append(self)
         return f"at most {self.limit} per value of {self.column}"
 
 
@@ -374,6 +379,10 @@ class PromoteRule(Rule):
         if placed:
             free = ~np.isin(state.items, placed)
             state.items, state.scores = state.items[free], state.scores[free]
+            # A cap that ran earlier still holds: pinned items count first, so the lowest
+            # ranked free item of a full category gives way.
+            for cap in state.caps:
+                cap.apply(state, ctx)
         return "; ".join([f"{len(placed)} item(s) pinned", *notes, *filter(None, [self.note])])
 
 
@@ -402,10 +411,10 @@ def apply_rules(
     ctx = _Context(user, [r for r in rules if r.gate])
     traces = []
     for rule in rules:
-        before, size = state.top(), state.size()
+        before, removed = state.top(), state.removed
         note = rule.apply(state, ctx)
         after = state.top()
-        traces.append(_diff(rule, before, after, max(0, size - state.size()), note))
+        traces.append(_diff(rule, before, after, state.removed - removed, note))
     state.normalise()  # rank scores are reported on the same scale with or without boosts
     top = state.top()
     missing = np.array([i for i in top if i not in model], dtype=np.int64)

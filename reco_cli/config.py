@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import columns as C
 from .errors import ConfigError
 
-DEFAULT_NULL_VALUES = ["", "NA", "NULL", "null", "N/A", "NaN", "nan", "None"]
+DEFAULT_NULL_VALUES = ["", "NA", "NULL", "null", "N/A"]
 TIMESTAMP_KEYWORDS = ("auto", "iso8601", "unix_s", "unix_ms")
 EventType = Literal[
     "view",
@@ -127,8 +127,6 @@ class EventsSource(SourceConfig):
             )
         if C.ITEM_ID not in value:
             raise ValueError("columns.item_id is required (the column holding the item id)")
-        if C.TIMESTAMP not in value:
-            raise ValueError("columns.timestamp is required (the column holding the event time)")
         if C.USER_ID not in value and C.SESSION_ID not in value:
             raise ValueError("columns needs user_id or session_id (or both)")
         return value

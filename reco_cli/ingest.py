@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -107,7 +107,7 @@ def run_ingest(
                 src,
                 "data.events",
                 dict(src.columns),
-                [[C.ITEM_ID], [C.TIMESTAMP], [C.USER_ID, C.SESSION_ID]],
+                [[C.ITEM_ID], [C.USER_ID, C.SESSION_ID]],
                 tmp,
                 native_timestamp=C.TIMESTAMP,
             )
@@ -275,6 +275,11 @@ def _timestamp_exprs(
     part: SourceFile, frame: pl.DataFrame, src: EventsSource, ts_notes: dict[str, Any]
 ) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr | str]]]:
     """The UTC timestamp expression and its reject reasons, after checking the column as a whole."""
+    if C.TIMESTAMP not in src.columns:
+        # An export without times (user, item[, weight]) trains fine; splits, sessions and
+        # reports that need time say so when asked.
+        ts_notes["no_timestamp_column"] = True
+        return pl.lit(None, UTC_DTYPE), []
     col = src.columns[C.TIMESTAMP]
     where = f"{part.path}: column {col!r}"
     if NATIVE_TS in frame.columns:  # Parquet with a real timestamp column
@@ -378,7 +383,11 @@ def _mark_duplicates(frame: pl.DataFrame, src: EventsSource) -> pl.DataFrame:
 
 def _build_sessions(events: pl.DataFrame, src: EventsSource, gap_minutes: float) -> pl.DataFrame:
     """Give events without a session id one built per user from the inactivity gap."""
-    needs = pl.col(C.SESSION_ID).is_null() & pl.col(C.USER_ID).is_not_null()
+    needs = (
+        pl.col(C.SESSION_ID).is_null()
+        & pl.col(C.USER_ID).is_not_null()
+        & pl.col(C.TIMESTAMP).is_not_null()
+    )
     if events.select(needs.any()).item() is not True:
         return events
     gap = pl.duration(microseconds=int(gap_minutes * 60_000_000))
@@ -533,7 +542,8 @@ def _report(
             float_like[c] = {"count": floats.len(), "example": floats.first()}
     ts = events.get_column(C.TIMESTAMP)
     now = now or datetime.now(UTC)
-    newest = ts.max()
+    first = cast(datetime | None, ts.min())
+    newest = cast(datetime | None, ts.max())
     users = events.get_column(C.USER_ID)
     report: dict[str, Any] = {
         "created_at": now.isoformat(),
@@ -564,21 +574,18 @@ def _report(
             for t, n in events.group_by(C.EVENT_TYPE).len().sort(C.EVENT_TYPE).iter_rows()
         },
         "time_span": {
-            "first": ts.min().isoformat() if events.height else None,  # type: ignore[union-attr]
-            "last": newest.isoformat() if events.height else None,  # type: ignore[union-attr]
+            "first": first.isoformat() if first else None,
+            "last": newest.isoformat() if newest else None,
         },
-        "freshness_days": (
-            round((now - newest).total_seconds() / 86400, 2)  # type: ignore[operator,union-attr]
-            if events.height
-            else None
-        ),
-        "sessions_built_from_gaps": C.SESSION_ID not in src.columns,
+        "freshness_days": round((now - newest).total_seconds() / 86400, 2) if newest else None,
+        "sessions_built_from_gaps": C.SESSION_ID not in src.columns and C.TIMESTAMP in src.columns,
         "id_values_trimmed": trimmed,
         "suspicious_id_values": suspicious,
         "float_like_ids": float_like,
         "timestamps": {
             "ambiguous_dst_taken_earliest": ts_notes.get("ambiguous_dst_taken_earliest", 0),
             "naive_read_as_utc": ts_notes.get("naive_read_as_utc", False),
+            "no_timestamp_column": ts_notes.get("no_timestamp_column", False),
         },
         "notes": notes,
     }

@@ -52,33 +52,34 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
             console.print(table)
     span = report["time_span"]
     cfg = report["config"]
+    distinct = report["distinct"]
+    if report["sessions_built_from_gaps"]:
+        sessions = (
+            f"{distinct['sessions']:,} (built per user from a "
+            f"{cfg['session_gap_minutes']:g}-minute inactivity gap)"
+        )
+    else:
+        sessions = f"{distinct['sessions']:,}"
     rows: list[tuple[str, Any]] = [
         ("duplicates removed", f"{report['duplicates_removed']:,} ({cfg['duplicate_rule']})"),
         (
             "reject share",
             f"{report['reject_share']:.2%} (limit {report['max_reject_fraction']:.0%})",
         ),
-        ("users", f"{report['distinct']['users']:,}"),
-        ("items", f"{report['distinct']['items']:,}"),
-        (
-            "sessions",
-            f"{report['distinct']['sessions']:,}"
-            + (" (built from a 30-min gap)" if report["sessions_built_from_gaps"] else ""),
-        ),
+        ("users", f"{distinct['users']:,}"),
+        ("items", f"{distinct['items']:,}"),
+        ("sessions", sessions),
         ("anonymous events", f"{report['anonymous_events']:,} (kept for reports, not trained on)"),
         ("events by type", ", ".join(f"{t} {n:,}" for t, n in report["events_by_type"].items())),
-        ("time span (UTC)", f"{span['first']} .. {span['last']}"),
-        ("freshness", f"newest event is {report['freshness_days']} days old"),
         ("null tokens", ", ".join(repr(v) for v in cfg["null_values"])),
         ("id values", cfg["id_trimming"]),
-        ("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"),
     ]
-    if report["sessions_built_from_gaps"]:
-        rows[4] = (
-            "sessions",
-            f"{report['distinct']['sessions']:,} (built per user, "
-            f"{cfg['session_gap_minutes']:g}-minute inactivity gap)",
-        )
+    if span["last"]:
+        rows += [
+            ("time span (UTC)", f"{span['first']} .. {span['last']}"),
+            ("freshness", f"newest event is {report['freshness_days']} days old"),
+            ("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"),
+        ]
     if report["id_values_trimmed"]:
         rows.append(
             ("trimmed", ", ".join(f"{c}: {n}" for c, n in report["id_values_trimmed"].items()))
@@ -102,6 +103,11 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
         console.print(
             f"[yellow]warning:[/] {info['count']} {column} values look like floats "
             f"(e.g. {info['example']!r}): the export may have turned ids into numbers"
+        )
+    if report["timestamps"].get("no_timestamp_column"):
+        console.print(
+            "[yellow]warning:[/] no timestamp column: training works, but time splits, sessions "
+            "from gaps, freshness and reports need event times"
         )
     if report["timestamps"]["naive_read_as_utc"]:
         console.print(

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .errors import EXIT_INTERNAL, RecoError
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, RecoError
 
 app = typer.Typer(
     name="reco",
@@ -33,7 +33,16 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-out = Console(highlight=False, soft_wrap=False)
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # `reco ... | head` closed the pipe: stop quietly with the shell's SIGPIPE status, not 1
+        # (which means "a gate failed").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+out = _Stdout(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
 _state: dict[str, Any] = {"debug": False}
 
@@ -281,4 +290,8 @@ def main() -> None:
     # Rich and Typer colour only on a terminal; CI and pipes get plain text.
     if not sys.stdout.isatty():
         os.environ.setdefault("TERM", "dumb")
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)

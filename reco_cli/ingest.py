@@ -222,6 +222,14 @@ def _normalise_file(
         exclusions.append((pl.col(C.USER_ID).is_in(src.exclude_users), "excluded user (config)"))
     if src.exclude_event_types:
         exclusions.append((event.is_in(src.exclude_event_types), "excluded event type (config)"))
+    if src.time_window is not None:
+        win = src.time_window
+        outside = pl.lit(False)
+        if win.start is not None:
+            outside = outside | (ts < pl.lit(win.start).cast(UTC_DTYPE))
+        if win.end is not None:
+            outside = outside | (ts >= pl.lit(win.end).cast(UTC_DTYPE))
+        exclusions.append((outside, "outside data.events.time_window (config)"))
     if src.exclude_price_at_most is not None and C.PRICE in src.columns:
         cap = src.exclude_price_at_most
         exclusions.append((numbers[C.PRICE] <= cap, f"price at or below {cap:g} (config)"))

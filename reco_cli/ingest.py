@@ -27,6 +27,7 @@ from .readers import (
     RAGGED,
     ROW,
     SourceFile,
+    file_format,
     line_number,
     read_source_file,
     resolve_paths,
@@ -120,7 +121,7 @@ def run_ingest(
     kept = combined.filter(pl.col(KIND) == "kept")
     events = _build_sessions(kept, src, cfg.data.session_gap_minutes)
     events = _canonical_events(events)
-    rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"))
+    rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"), list(src.columns))
     report = _report(cfg, files, combined, events, rejects, items, notes, timestamp_notes, now)
     _check_reject_share(report, rejects, cfg.data.max_reject_fraction)
     result = IngestResult(report, events, rejects, items[0] if items else None, notes=notes)
@@ -241,14 +242,13 @@ def _normalise_file(
         event.alias(C.EVENT_TYPE),
         *[v.alias(k) for k, v in numbers.items()],
         pl.lit(part.path).alias(C.SOURCE_FILE),
-        line_number(pl.col(ROW), _has_header(part)),
+        line_number(pl.col(ROW), src.has_header and file_format(part.path, src) != "parquet"),
         pl.lit(idx, pl.Int32).alias(FILE_IDX),
     )
     # A deliberate exclusion wins over a reject: such rows never count towards the reject share.
     frame = frame.with_columns(
         pl.when(pl.col(EXCLUDE).is_not_null()).then(None).otherwise(pl.col(REJECT)).alias(REJECT)
     )
-    raw_names = [f"raw_{c}" for c in src.columns if f"raw_{c}" in frame.columns]
     for c in C.EVENT_COLUMNS:
         if f"raw_{c}" not in frame.columns:
             frame = frame.with_columns(pl.lit(None, pl.String).alias(f"raw_{c}"))
@@ -261,12 +261,7 @@ def _normalise_file(
         EXCLUDE,
         *[f"raw_{c}" for c in C.EVENT_COLUMNS],
     ]
-    del raw_names
     return frame.select(keep).with_columns(pl.col(C.TIMESTAMP).cast(UTC_DTYPE))
-
-
-def _has_header(part: SourceFile) -> bool:
-    return bool(part.header) and not part.path.lower().endswith((".parquet", ".pq"))
 
 
 def _first_reason(pairs: list[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
@@ -417,7 +412,8 @@ def _canonical_events(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _rejects_frame(dropped: pl.DataFrame) -> pl.DataFrame:
+def _rejects_frame(dropped: pl.DataFrame, mapped: list[str]) -> pl.DataFrame:
+    """Dropped rows with kind, reason, file, line and the raw values of the mapped columns."""
     reason = (
         pl.when(pl.col(KIND) == "excluded")
         .then(pl.col(EXCLUDE))
@@ -430,7 +426,7 @@ def _rejects_frame(dropped: pl.DataFrame) -> pl.DataFrame:
         pl.col(C.SOURCE_LINE),
         pl.col(KIND),
         reason.alias(C.REASON),
-        *[pl.col(f"raw_{c}") for c in C.EVENT_COLUMNS],
+        *[pl.col(f"raw_{c}") for c in C.EVENT_COLUMNS if c in mapped],
     ).sort([C.SOURCE_FILE, C.SOURCE_LINE])
 
 

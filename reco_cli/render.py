@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .rank import RecommendationList
@@ -22,7 +23,7 @@ def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     return table
 
 
@@ -32,7 +33,7 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
         files.add_column(col, justify="left" if col == "file" else "right")
     for fc in [*report["files"], report["totals"]]:
         files.add_row(
-            fc["path"],
+            escape(fc["path"]),
             *(f"{fc[k]:,}" for k in ("read", "kept", "rejected", "excluded", "duplicates")),
         )
     console.print(files)
@@ -46,7 +47,7 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
             table.add_column("reason")
             table.add_column("rows", justify="right")
             for reason, n in list(reasons.items())[:15]:
-                table.add_row(reason, f"{n:,}")
+                table.add_row(escape(reason), f"{n:,}")
             if len(reasons) > 15:
                 table.add_row(f"... {len(reasons) - 15} more reasons (see ingest_report.json)", "")
             console.print(table)
@@ -98,7 +99,9 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
     console.print(_kv_table("Summary", rows))
     for column, values in report["suspicious_id_values"].items():
         shown = ", ".join(f"{v!r} x{n}" for v, n in values.items())
-        console.print(f"[yellow]warning:[/] suspicious {column} values kept as real ids: {shown}")
+        console.print(
+            f"[yellow]warning:[/] suspicious {column} values kept as real ids: {escape(shown)}"
+        )
     for column, info in report["float_like_ids"].items():
         console.print(
             f"[yellow]warning:[/] {info['count']} {column} values look like floats "
@@ -115,7 +118,7 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
             "data.events.timezone if they are local times"
         )
     for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -> None:
@@ -159,7 +162,7 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
 
 
 def recommendations_table(result: RecommendationList, console: Console) -> None:
-    title = f"Recommendations for user {result.user_id}"
+    title = f"Recommendations for user {escape(result.user_id)}"
     if result.fallback:
         title += " [yellow](fallback: popular items)[/]"
     table = Table(title=title, title_justify="left")
@@ -180,10 +183,10 @@ def recommendations_table(result: RecommendationList, console: Console) -> None:
         if show_cat:
             cells.append(r.category or "")
         cells += [f"{r.score:.4f}", r.reason]
-        table.add_row(*cells)
+        table.add_row(*[escape(c) for c in cells])
     console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 CSV_FIELDS = ("user_id", "rank", "item_id", "title", "category", "score", "reason", "fallback")

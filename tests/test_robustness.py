@@ -224,9 +224,15 @@ def _reco_process(*args: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 def test_sigkill_during_train_and_ingest_leaves_previous_outputs_usable(
-    sample_config: Path,
+    sample_config: Path, tmp_path: Path
 ) -> None:
+    # A slower index check widens the window in which a new bundle is being written.
+    text = sample_config.read_text().replace(
+        "  target_recall: 0.95", "  target_recall: 0.95\n  check_users: 1000"
+    )
+    sample_config.write_text(text)
     cfg = load_config(sample_config)
+    assert cfg.index.check_users == 1000
     run_ingest(cfg)
     train_model(cfg)
     durations = {}
@@ -235,23 +241,23 @@ def test_sigkill_during_train_and_ingest_leaves_previous_outputs_usable(
         assert _reco_process(command, "-c", str(sample_config)).wait() == 0
         durations[command] = time.perf_counter() - start
     interrupted = 0
-    for fraction in (0.3, 0.6, 0.8, 0.9, 0.97):
+    for fraction in (0.5, 0.75, 0.9):
         for command in ("ingest", "train"):
-            before = {p.name for p in cfg.workdir_path.glob("*/*")}
+            before = {p.name for p in cfg.workdir_path.glob("*/.partial-*")}
             proc = _reco_process(command, "-c", str(sample_config))
             time.sleep(durations[command] * fraction)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            after = {p.name for p in cfg.workdir_path.glob("*/*")}
-            interrupted += any(name.startswith(".partial-") for name in after - before)
+            after = {p.name for p in cfg.workdir_path.glob("*/.partial-*")}
+            interrupted += bool(after - before)
             # Whatever moment it died at, the pointers lead to complete, verified outputs.
             bundle = load_bundle(cfg.workdir_path)
             assert len(Recommender(bundle).recommend("12583", 5).items) == 5
             data = (cfg.workdir_path / "data").resolve()
             assert pl.read_parquet(data / "events.parquet").height == 19801
             assert json.loads((data / "ingest_report.json").read_text())["totals"]["read"] == 20000
-    # At least one kill landed while a new version was being written.
-    assert interrupted >= 1
+    # Some kills landed while a new version was half-written; it was never used.
+    assert interrupted >= 1, durations
 
 
 # --- property-based: random dirty logs never crash and always balance -------------------------
@@ -330,3 +336,17 @@ def test_dirty_logs_never_crash_and_rows_balance(
         .equals(result.events["user_id"].drop_nulls())
     )
     assert os.path.exists(path)
+
+
+def test_case17_changed_config_is_noted_not_silently_served(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from reco_cli.cli import app
+
+    path = _trained(tmp_path)
+    text = path.read_text().replace("no_components: 16", "no_components: 32")
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["recommend", "-c", str(path), "--user", "u1", "-f", "json"])
+    assert result.exit_code == 0
+    assert "trained with train.no_components=16 (config now: 32); run `reco train`" in result.stderr
+    assert json.loads(result.stdout)["items"]

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from .errors import EXIT_INTERNAL, RecoError
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, RecoError
 
 app = typer.Typer(
     name="reco",
@@ -33,7 +34,16 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-out = Console(highlight=False, soft_wrap=False)
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # `reco ... | head` closed the pipe: stop quietly with the shell's SIGPIPE status, not 1
+        # (which means "a gate failed").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+out = _Stdout(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
 _state: dict[str, Any] = {"debug": False}
 
@@ -81,7 +91,7 @@ def guarded() -> Iterator[None]:
         if _state["debug"]:
             traceback.print_exc(file=sys.stderr)
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            err.print(f"[bold red]Error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]Error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
@@ -92,6 +102,10 @@ def guarded() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def note(message: str) -> None:
+    err.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _load(config: Path, workdir: Path | None, overrides: dict[str, Any] | None = None) -> Any:
@@ -105,7 +119,7 @@ def _load(config: Path, workdir: Path | None, overrides: dict[str, Any] | None =
 
 def _status(msg: str) -> None:
     if err.is_terminal:
-        err.print(f"[dim]{msg}...[/]")
+        err.print(f"[dim]{escape(msg)}...[/]")
 
 
 @app.command(
@@ -133,7 +147,7 @@ def ingest(
             out.print_json(render.to_json(result.report))
         else:
             render.ingest_summary(result.report, out)
-            out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}")
+            out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}", markup=False)
 
 
 @app.command(epilog="Example: reco train -c configs/default.yaml --epochs 30")
@@ -247,6 +261,7 @@ def recommend(
         from .rank import Recommender
 
         recommender = Recommender.open(cfg.workdir_path, rules=cfg.recommend.effective_rules)
+        _warn_if_config_changed(recommender.bundle.manifest, cfg)
         k_value = k or cfg.recommend.k
         mode = (fallback.value if fallback else None) or cfg.recommend.fallback
         results = [recommender.recommend(u, k_value, mode) for u in users]
@@ -266,10 +281,25 @@ def recommend(
                     render.rules_trace(res, out)
         for res in results:
             if fmt is not Fmt.table:
-                for note in res.notes:
-                    err.print(f"note: {note}", soft_wrap=True)
+                for message in res.notes:
+                    note(message)
                 if explain and fmt is Fmt.csv:
                     render.rules_trace(res, err)
+
+
+def _warn_if_config_changed(manifest: dict[str, Any], cfg: Any) -> None:
+    """The bundle is self-consistent (its index matches its vectors); a changed config only
+    takes effect after retraining, so say so rather than serve silently."""
+    from .bundle import config_drift
+
+    current = cfg.model_dump(mode="json")
+    trained = manifest.get("config", {})
+    drift = []
+    for section in ("train", "index"):
+        drift += config_drift(trained.get(section, {}), current.get(section, {}), f"{section}.")
+    if drift:
+        shown = "; ".join(drift[:3]) + (f"; {len(drift) - 3} more" if len(drift) > 3 else "")
+        note(f"the model was trained with {shown}; run `reco train` to apply")
 
 
 @app.command(epilog="Example: reco inspect -c configs/default.yaml --format json")
@@ -295,4 +325,8 @@ def main() -> None:
     # Rich and Typer colour only on a terminal; CI and pipes get plain text.
     if not sys.stdout.isatty():
         os.environ.setdefault("TERM", "dumb")
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)

@@ -186,14 +186,24 @@ def fit(
     user_vectors = np.hstack([user_emb, ones_u, user_biases[:, None]]).astype(np.float32)
     check_finite(item_vectors, inter.item_ids, "item")
     check_finite(user_vectors, inter.user_ids, "user")
+    if not scores_are_finite(user_vectors, item_vectors):
+        raise _diverged(train, train.epochs)
     state = {name: np.asarray(getattr(model, name)) for name in _STATE_ARRAYS}
     return FittedModel(inter, user_vectors, item_vectors, state, feature_names, seconds)
+
+
+def scores_are_finite(user_vectors: np.ndarray, item_vectors: np.ndarray) -> bool:
+    """Huge but finite parameters still overflow float32 scores: that is divergence too."""
+    bound = float(np.abs(user_vectors).max(initial=0.0)) * float(
+        np.abs(item_vectors).max(initial=0.0)
+    )
+    return bool(np.isfinite(bound) and bound * user_vectors.shape[1] < 1e30)
 
 
 def _diverged(train: TrainConfig, epoch: int) -> TrainingDivergedError:
     return TrainingDivergedError(
         f"training diverged at epoch {epoch} (learning_rate={train.learning_rate}, "
-        f"loss={train.loss}): parameters became non-finite; lower train.learning_rate"
+        f"loss={train.loss}): parameters became non-finite or overflow; lower train.learning_rate"
         + (
             " or enable train.normalize_features"
             if train.item_features and not train.normalize_features
@@ -284,8 +294,8 @@ def write_bundle(
         "config": cfg.model_dump(mode="json"),
         "data": data_fingerprint
         | {
-            "first_event": ts.min().isoformat() if len(ts) else None,  # type: ignore[union-attr]
-            "last_event": ts.max().isoformat() if len(ts) else None,  # type: ignore[union-attr]
+            "first_event": _iso(ts.min()),
+            "last_event": _iso(ts.max()),
         },
         "libraries": library_versions(),
         "sizes": {
@@ -341,6 +351,10 @@ def write_item_columns(
         save_array(out, name, array)
         written[col] = {"array": name, "kind": kind}
     return written
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
 
 
 def data_fingerprint(workdir: Path, events: pl.DataFrame) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, write_config
 from typer.testing import CliRunner
 
 from reco_cli.cli import app
@@ -22,6 +21,8 @@ from reco_cli.config import (
 )
 from reco_cli.errors import ConfigError
 from reco_cli.ingest import keyword_column
+
+from .conftest import ROOT, write_config
 
 runner = CliRunner()
 

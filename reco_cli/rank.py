@@ -138,8 +138,10 @@ class Recommender:
         columns = {}
         for column, meta in self.bundle.manifest.get("item_columns", {}).items():
             if self.bundle.has(meta["array"]):
-                columns[column] = self.bundle[meta["array"]]
-        return Catalogue(self.item_ids, columns)
+                # A plain ndarray view of the same mapping: no copy, and no np.memmap
+                # overhead on every element read.
+                columns[column] = np.asarray(self.bundle[meta["array"]])
+        return Catalogue(np.asarray(self.item_ids), columns)
 
     def _compile(self, configs: Sequence[AnyRule]) -> list[Rule]:
         try:
@@ -333,7 +335,7 @@ class Recommender:
             out.append(
                 Recommendation(
                     rank=r + 1,
-                    item_id=str(self.item_ids[index]),
+                    item_id=str(self.catalogue.item_ids[index]),
                     score=round(score, 6) if np.isfinite(score) else None,
                     reason=ranked.reasons[r],
                     title=self._text_column("title", index),
@@ -362,10 +364,10 @@ class Recommender:
         if not len(history) or not wanted:
             return {}
         # item_vectors is [embedding, bias, 1]: similarity is about the embedding only.
-        emb = np.asarray(self.item_vectors)[:, :-2].astype(np.float64)
-        h = emb[history]
+        vectors = np.asarray(self.item_vectors)
+        h = vectors[history, :-2].astype(np.float64)
         h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
-        w = emb[wanted]
+        w = vectors[wanted, :-2].astype(np.float64)
         w /= np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
         nearest = np.argmax(w @ h.T, axis=1)
         names = self.bundle.manifest.get("event_types", [])
@@ -377,13 +379,13 @@ class Recommender:
             if other == item:
                 text = f"you {verb} it before"
             else:
-                label = self._text_column("title", other) or str(self.item_ids[other])
+                label = self._text_column("title", other) or str(self.catalogue.item_ids[other])
                 text = f"because you {verb} {label}"
-            out[item] = (str(self.item_ids[other]), text)
+            out[item] = (str(self.catalogue.item_ids[other]), text)
         return out
 
     def _trace(self, trace: list[RuleTrace]) -> list[dict[str, Any]]:
-        ids = self.item_ids
+        ids = self.catalogue.item_ids
 
         def name(i: int) -> str:
             return str(ids[i])

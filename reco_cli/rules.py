@@ -150,7 +150,7 @@ class _State:
 
     def top(self) -> list[int]:
         out: list[int] = []
-        free = iter(self.items.tolist())
+        free = iter(self.items[: self.k].tolist())  # at most k free items can show
         slot = 1
         while len(out) < self.k:
             if slot in self.pins:
@@ -406,7 +406,6 @@ def apply_rules(
     raw = np.asarray(scores, dtype=np.float64)
     order = np.lexsort((items, -raw))  # best first; ties by item index, as in stage 2
     items, raw = items[order], raw[order]
-    model = dict(zip(items.tolist(), raw.tolist(), strict=True))
     state = _State(items, raw.copy(), k)
     ctx = _Context(user, [r for r in rules if r.gate])
     traces = []
@@ -416,22 +415,34 @@ def apply_rules(
         after = state.top()
         traces.append(_diff(rule, before, after, state.removed - removed, note))
     state.normalise()  # rank scores are reported on the same scale with or without boosts
-    top = state.top()
-    missing = np.array([i for i in top if i not in model], dtype=np.int64)
-    if len(missing):
-        extra = score_of(missing) if score_of is not None else np.full(len(missing), np.nan)
-        model.update(
-            zip(missing.tolist(), np.asarray(extra, dtype=np.float64).tolist(), strict=True)
-        )
-    rank_score = dict(zip(state.items.tolist(), state.scores.tolist(), strict=True))
+    top = np.array(state.top(), dtype=np.int64)
+    model = _lookup(items, raw, top)
+    outside = ~np.isin(top, items)  # promoted items that were not candidates
+    if outside.any():
+        model[outside] = score_of(top[outside]) if score_of is not None else np.nan
+    # Free items have a rank score; pinned ones are placed by slot, not by score.
+    free = np.isin(top, state.items)
+    ranked = _lookup(state.items, state.scores, top)
     return Ranked(
-        items=np.array(top, dtype=np.int64),
-        scores=np.array([model[i] for i in top], dtype=np.float64),
-        rank_scores=[rank_score.get(i) for i in top],
-        reasons=[state.reasons.get(i, base_reason) for i in top],
+        items=top,
+        scores=model,
+        rank_scores=[float(v) if f else None for v, f in zip(ranked, free, strict=True)],
+        reasons=[state.reasons.get(i, base_reason) for i in top.tolist()],
         trace=traces,
         available=state.size(),
     )
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """values[keys == w] for each w in wanted (NaN where absent); keys are distinct."""
+    out = np.full(len(wanted), np.nan)
+    if not len(keys) or not len(wanted):
+        return out
+    sorter = np.argsort(keys, kind="stable")
+    pos = np.minimum(np.searchsorted(keys, wanted, sorter=sorter), len(keys) - 1)
+    hit = keys[sorter[pos]] == wanted
+    out[hit] = values[sorter[pos[hit]]]
+    return out
 
 
 def _diff(rule: Rule, before: list[int], after: list[int], dropped: int, note: str) -> RuleTrace:

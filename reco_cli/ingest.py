@@ -495,7 +495,9 @@ def keyword_column(spec: KeywordColumn) -> pl.Expr:
     source text; `spec.default` when none does."""
     expr: pl.Expr = pl.lit(spec.default, dtype=pl.String)
     for value, words in reversed(list(spec.keywords.items())):
-        pattern = r"(?i)\b(?:" + "|".join(re.escape(w.strip()) for w in words) + r")\b"
+        # Words of a phrase match across any run of spaces ("HOT  WATER BOTTLE" in exports).
+        phrases = (r"\s+".join(re.escape(part) for part in w.split()) for w in words)
+        pattern = r"(?i)\b(?:" + "|".join(phrases) + r")\b"
         matched = pl.col(spec.source).str.contains(pattern).fill_null(False)
         expr = pl.when(matched).then(pl.lit(value)).otherwise(expr)
     return expr

@@ -96,6 +96,16 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
     if "items" in report:
         it = report["items"]
         rows.append(("item metadata", f"{it['items']:,} items from {it['rows_read']:,} rows"))
+        for column, counts in it.get("keyword_columns", {}).items():
+            valued = {v: n for v, n in counts.items() if v != "(none)"}
+            top = ", ".join(f"{v} {n:,}" for v, n in list(valued.items())[:3])
+            rows.append(
+                (
+                    f"{column} (keywords)",
+                    f"{len(valued)} values, {counts.get('(none)', 0):,} items match none; "
+                    f"largest: {top}",
+                )
+            )
     console.print(_kv_table("Summary", rows))
     for column, values in report["suspicious_id_values"].items():
         shown = ", ".join(f"{v!r} x{n}" for v, n in values.items())

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from reco_cli.cli import app
 from reco_cli.config import (
+    RULE_TYPES,
     ExcludeSeenRule,
     KeywordColumn,
     RecoConfig,
@@ -194,13 +195,19 @@ def test_keyword_column_errors(tmp_path: Path) -> None:
 
 def test_keyword_column_first_listed_whole_word_wins() -> None:
     spec = KeywordColumn(
-        keywords={"christmas": ["CHRISTMAS"], "lights": ["T-LIGHT", "lantern"], "bags": ["BAG"]},
+        keywords={
+            "christmas": ["CHRISTMAS"],
+            "lights": ["T-LIGHT", "lantern"],
+            "bags": ["BAG"],
+            "bottles": ["HOT WATER BOTTLE"],
+        },
         default="other",
     )
     titles = pl.DataFrame(
         {
             "title": [
                 "CHRISTMAS T-LIGHT HOLDER",  # both match: the first listed value wins
+                "SCARF  HOT WATER  BOTTLE",  # a phrase matches across repeated spaces
                 "set/9 t-lights",  # T-LIGHTS is not the whole word T-LIGHT
                 "Paper Lantern",  # any case
                 "JUMBO BAG RED",
@@ -210,10 +217,10 @@ def test_keyword_column_first_listed_whole_word_wins() -> None:
         }
     )
     got = titles.select(keyword_column(spec).alias("c")).get_column("c").to_list()
-    assert got == ["christmas", "other", "lights", "bags", "other", "other"]
+    assert got == ["christmas", "bottles", "other", "lights", "bags", "other", "other"]
     no_default = KeywordColumn(keywords={"bags": ["BAG"]})
     got = titles.select(keyword_column(no_default).alias("c")).get_column("c").to_list()
-    assert got == [None, None, None, "bags", None, None]
+    assert got == [None, None, None, None, "bags", None, None]
 
 
 def test_cli_misconfigured_rule_exits_3_naming_the_key_path(tmp_path: Path) -> None:
@@ -230,3 +237,11 @@ def test_cli_misconfigured_rule_exits_3_naming_the_key_path(tmp_path: Path) -> N
     result = runner.invoke(app, ["recommend", "-c", str(write_config(tmp_path, cfg))])
     assert result.exit_code == 3
     assert "recommend.rules[2].weight: Input should be greater than or equal to 0" in result.stderr
+
+
+def test_readme_documents_every_rule_type() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Business rules") :]
+    for rule_type in RULE_TYPES:
+        assert f"### {rule_type}" in section
+        assert f"type: {rule_type}" in section  # with an example

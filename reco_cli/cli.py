@@ -150,11 +150,24 @@ def ingest(
             out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}", markup=False)
 
 
-@app.command(epilog="Example: reco train -c configs/default.yaml --epochs 30")
+@app.command(
+    epilog=(
+        "Examples: reco train -c configs/default.yaml --epochs 30\n\n"
+        "  reco ingest -c configs/default.yaml && reco train -c configs/default.yaml --update"
+    )
+)
 def train(
     config: ConfigOpt = Path("configs/default.yaml"),
     workdir: WorkdirOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Continue the current model on events newer than it (train.update_epochs) "
+            "instead of starting from scratch.",
+        ),
+    ] = False,
     fmt: Annotated[
         Fmt, typer.Option("--format", "-f", help="Summary as table or json.")
     ] = Fmt.table,
@@ -162,7 +175,8 @@ def train(
     """Fit LightFM on the ingested events, build the candidate index, publish a new bundle.
 
     The bundle is written to <workdir>/models/<version>/ and <workdir>/model is switched to it
-    atomically. Exit 7 if training diverges (no model is written then).
+    atomically. Exit 7 if training diverges (no model is written then). --update keeps what the
+    current model learnt and trains only on the new events (the feedback loop).
     """
     with guarded():
         overrides = {"train.epochs": epochs} if epochs else {}
@@ -170,7 +184,7 @@ def train(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         from . import render
-        from .model import train_model
+        from .model import NothingToUpdate, train_model
 
         with Progress(
             "[progress.description]{task.description}",
@@ -181,12 +195,17 @@ def train(
             disable=not err.is_terminal,
             transient=False,
         ) as progress:
-            task = progress.add_task("training epochs", total=cfg.train.epochs)
+            total = cfg.train.update_epochs if update else cfg.train.epochs
+            task = progress.add_task("training epochs", total=total)
 
             def on_epoch(done: int, total: int) -> None:
                 progress.update(task, completed=done)
 
-            result = train_model(cfg, on_epoch=on_epoch)
+            try:
+                result = train_model(cfg, on_epoch=on_epoch, update=update)
+            except NothingToUpdate as exc:
+                note(str(exc))
+                return
         if fmt is Fmt.json:
             out.print_json(render.to_json(result.manifest))
         else:

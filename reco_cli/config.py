@@ -266,6 +266,8 @@ class TrainConfig(StrictModel):
     no_components: Annotated[int, Field(gt=0, le=1024)] = 64
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
     epochs: Annotated[int, Field(gt=0)] = 20
+    # Epochs over the new events only, for `reco train --update`.
+    update_epochs: Annotated[int, Field(gt=0)] = 5
     item_alpha: NonNegative = 0.0
     user_alpha: NonNegative = 0.0
     max_sampled: Annotated[int, Field(gt=0)] = 10

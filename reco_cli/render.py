@@ -146,6 +146,14 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
         ),
         ("candidate path", f"{idx['serve_from']}: {idx['reason']}"),
     ]
+    if training.get("mode") == "update":
+        rows.insert(
+            3,
+            (
+                "update",
+                f"continued {training['base_version']} on {training['new_events']:,} new events",
+            ),
+        )
     if idx.get("recall") is not None:
         rows.append(
             (

@@ -231,3 +231,52 @@ def test_damaged_bundle_is_refused(tmp_path: Path) -> None:
 def test_no_bundle_yet(tmp_path: Path) -> None:
     with pytest.raises(ModelBundleError, match="run `reco train"):
         load_bundle(tmp_path / "empty")
+
+
+def test_update_continues_the_model_on_new_events(tmp_path: Path) -> None:
+    """The feedback loop: new users become known; users without new events keep their vectors."""
+    old = parity_events(tmp_path / "old.csv", n_users=60)
+    rng = random.Random(3)
+    new_lines = []
+    for u in range(60, 70):
+        same = [i for i in range(40) if i % 2 == u % 2]
+        new_lines += [
+            f"u{u},i{i},2024-02-{1 + j:02d}T10:00:00Z" for j, i in enumerate(rng.sample(same, 8))
+        ]
+    combined = tmp_path / "events.csv"
+    combined.write_text(old.read_text() + "\n".join(new_lines) + "\n")
+    cfg_path = pipeline(
+        tmp_path, events_config(old, default_event_type="purchase") | {"train": {"epochs": 30}}
+    )
+    cfg = load_config(cfg_path)
+    before = load_bundle(cfg.workdir_path)
+    old_vectors = np.array(before["user_vectors"])
+    # New events arrive: ingest the grown export, then update instead of retraining.
+    text = cfg_path.read_text().replace(str(old), str(combined))
+    cfg_path.write_text(text)
+    cfg = load_config(cfg_path)
+    run_ingest(cfg)
+    result = train_model(cfg, update=True)
+    assert result.manifest["training"]["mode"] == "update"
+    assert result.manifest["training"]["new_events"] == 80
+    assert result.manifest["training"]["base_version"] == before.version
+    after = load_bundle(cfg.workdir_path)
+    assert after.manifest["sizes"]["users"] == 70
+    rec = Recommender(after)
+    # Users with no new events keep exactly what they learnt.
+    for u in ("u0", "u1", "u59"):
+        old_row = old_vectors[np.searchsorted(before["user_ids"], u)]
+        assert np.array_equal(after["user_vectors"][rec.user_index(u)], old_row)
+    # New users are served by the model, and mostly with their parity.
+    same = total = 0
+    for u in range(60, 70):
+        res = rec.recommend(f"u{u}", 5)
+        assert not res.fallback
+        same += sum(int(r.item_id[1:]) % 2 == u % 2 for r in res.items)
+        total += len(res.items)
+    assert same / total >= 0.7
+    # Nothing newer: nothing to do.
+    from reco_cli.model import NothingToUpdate
+
+    with pytest.raises(NothingToUpdate):
+        train_model(cfg, update=True)

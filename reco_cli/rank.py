@@ -136,6 +136,10 @@ class Recommender:
 
     def _catalogue(self) -> Catalogue:
         columns = {}
+        # Bundles from before the business rules kept only titles and categories.
+        for column in ("title", "category"):
+            if self.bundle.has(f"item_{column}"):
+                columns[column] = np.asarray(self.bundle[f"item_{column}"])
         for column, meta in self.bundle.manifest.get("item_columns", {}).items():
             if self.bundle.has(meta["array"]):
                 # A plain ndarray view of the same mapping: no copy, and no np.memmap

@@ -300,6 +300,12 @@ def manifest_summary(manifest: dict[str, Any], path: str, console: Console) -> N
             f"{idx['metric']}, dim {idx['dimension']}, {idx['n_trees']} trees, "
             f"search_k {idx['search_k']}, recall {idx['recall']}",
         ),
+        (
+            "item columns",
+            ", ".join(f"{c} ({m['kind']})" for c, m in manifest.get("item_columns", {}).items())
+            or "none",
+        ),
+        ("history kept for", ", ".join(manifest.get("seen_event_types", [])) or "none"),
         ("libraries", ", ".join(f"{k} {v}" for k, v in libs.items())),
         ("files", f"{len(manifest['files'])} (checksums verified)"),
     ]

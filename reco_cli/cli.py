@@ -316,9 +316,20 @@ def _warn_if_config_changed(manifest: dict[str, Any], cfg: Any) -> None:
     drift = []
     for section in ("train", "index"):
         drift += config_drift(trained.get(section, {}), current.get(section, {}), f"{section}.")
+    # Item metadata (what the business rules read) is baked into the bundle too.
+    drift += config_drift(
+        trained.get("data", {}).get("items") or {},
+        current.get("data", {}).get("items") or {},
+        "data.items.",
+    )
     if drift:
         shown = "; ".join(drift[:3]) + (f"; {len(drift) - 3} more" if len(drift) > 3 else "")
-        note(f"the model was trained with {shown}; run `reco train` to apply")
+        steps = (
+            "`reco ingest` and `reco train`"
+            if any(d.startswith("data.items.") for d in drift)
+            else "`reco train`"
+        )
+        note(f"the model was trained with {shown}; run {steps} to apply")
 
 
 @app.command(epilog="Example: reco inspect -c configs/default.yaml --format json")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -328,3 +329,26 @@ def test_recommend_imports_no_polars_or_lightfm(sample: Sample) -> None:
     )
     assert json.loads(done.stdout)["items"], done.stdout
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_rules_apply_without_retraining_but_item_metadata_needs_it(
+    sample: Sample, tmp_path: Path
+) -> None:
+    cfg = yaml.safe_load(sample.config.read_text())
+    cfg["recommend"]["rules"][3]["limit"] = 1  # diversity: one per category
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    args = ["--user", "17841", "--format", "json"]
+    before = runner.invoke(app, ["recommend", "-c", str(sample.config), *args])
+    after = runner.invoke(app, ["recommend", "-c", str(changed), *args])
+    assert after.exit_code == 0 and after.stderr == ""
+    cats = [i["category"] for i in json.loads(after.stdout)["items"] if i["category"]]
+    assert len(cats) == len(set(cats))
+    assert json.loads(after.stdout)["items"] != json.loads(before.stdout)["items"]
+    keywords = cfg["data"]["items"]["keyword_columns"]["category"]["keywords"]
+    keywords["bags"].append("SACK")
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    noted = runner.invoke(app, ["recommend", "-c", str(changed), *args])
+    assert noted.exit_code == 0
+    assert "data.items.keyword_columns.category.keywords.bags=" in noted.stderr
+    assert "run `reco ingest` and `reco train` to apply" in noted.stderr

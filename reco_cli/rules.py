@@ -212,16 +212,25 @@ class ExcludeSeenRule(Rule):
                 old.append(seen.items[~inside])
             else:
                 recent.append(seen.items)
-        excluded = np.unique(np.concatenate(recent)) if recent else np.empty(0, dtype=np.int64)
-        allowed_again = np.setdiff1d(np.concatenate(old), excluded) if old else excluded[:0]
+        # One event type (the usual case) is already a set: no sort-and-unique per request.
+        excluded = (
+            recent[0]
+            if len(recent) == 1
+            else np.unique(np.concatenate(recent))
+            if recent
+            else np.empty(0, dtype=np.int64)
+        )
+        allowed_again = np.unique(np.concatenate(old)) if old else excluded[:0]
+        if len(allowed_again):
+            allowed_again = allowed_again[~_member(allowed_again, excluded)]
         return excluded, len(allowed_again)
 
     def admits(self, items: np.ndarray, user: UserContext) -> np.ndarray:
-        return ~np.isin(items, self._seen(user)[0])
+        return ~_member(items, self._seen(user)[0])
 
     def apply(self, state: _State, ctx: _Context) -> str:
         excluded, allowed_again = self._seen(ctx.user)
-        state.keep(~np.isin(state.items, excluded))
+        state.keep(~_member(state.items, excluded))
         note = f"{len(excluded)} item(s) with an earlier {'/'.join(self.events)}"
         if self.lookback_days is not None:
             note += (
@@ -377,7 +386,7 @@ class PromoteRule(Rule):
             state.reasons[item] = f"promoted:{self.name}"
             placed.append(item)
         if placed:
-            free = ~np.isin(state.items, placed)
+            free = ~_member(state.items, np.array(placed, dtype=np.int64))
             state.items, state.scores = state.items[free], state.scores[free]
             # A cap that ran earlier still holds: pinned items count first, so the lowest
             # ranked free item of a full category gives way.
@@ -417,12 +426,12 @@ def apply_rules(
     state.normalise()  # rank scores are reported on the same scale with or without boosts
     top = np.array(state.top(), dtype=np.int64)
     model = _lookup(items, raw, top)
-    outside = ~np.isin(top, items)  # promoted items that were not candidates
+    outside = np.isnan(model)  # promoted items that were not candidates
     if outside.any():
         model[outside] = score_of(top[outside]) if score_of is not None else np.nan
     # Free items have a rank score; pinned ones are placed by slot, not by score.
-    free = np.isin(top, state.items)
     ranked = _lookup(state.items, state.scores, top)
+    free = ~np.isnan(ranked)
     return Ranked(
         items=top,
         scores=model,
@@ -431,6 +440,15 @@ def apply_rules(
         trace=traces,
         available=state.size(),
     )
+
+
+def _member(items: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """np.isin for the small integer arrays of one request, without its per-call overhead."""
+    if not len(pool) or not len(items):
+        return np.zeros(len(items), dtype=bool)
+    ordered = np.sort(pool)
+    pos = np.minimum(np.searchsorted(ordered, items), len(ordered) - 1)
+    return ordered[pos] == items
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:

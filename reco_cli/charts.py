@@ -1,0 +1,227 @@
+"""Pictures of reports with matplotlib: PNG, SVG, or an HTML page holding the SVG.
+
+matplotlib is imported inside these functions only (the recommend path never loads it), and
+figures are drawn on the Agg canvas without pyplot, so no window or global state is involved.
+Files are written to a temporary name and renamed, so a failed draw leaves no half file.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .errors import InputDataError
+from .reports import Report
+
+CHART_SUFFIXES = (".png", ".svg", ".html")
+
+
+def check_chart_path(path: Path) -> None:
+    if path.suffix.lower() not in CHART_SUFFIXES:
+        raise InputDataError(
+            f"--chart {str(path)!r}: use a file ending in {', '.join(CHART_SUFFIXES)}"
+        )
+
+
+def write_chart(report: Report, path: Path) -> Path:
+    """Draw the report's picture and write it to `path` (format from the suffix)."""
+    check_chart_path(path)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5.2), layout="constrained")
+    if report.kind == "retention" and report.by == "cohort":
+        title = _heatmap(fig, report)
+    elif report.kind == "retention":
+        title = _curves(fig, report)
+    elif report.kind == "ctr":
+        title = _ctr(fig, report)
+    else:
+        title = _revenue(fig, report)
+    suffix = path.suffix.lower()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png" if suffix == ".png" else "svg", dpi=110)
+    data = buf.getvalue()
+    if suffix == ".html":
+        svg = data.decode("utf-8")
+        svg = svg[svg.index("<svg") :]  # drop the XML prolog: the SVG is inlined in the page
+        page = (
+            "<!doctype html>\n<html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title></head>\n"
+            f"<body style='font-family:sans-serif'>\n{svg}\n</body></html>\n"
+        )
+        data = page.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _subtitle(meta: dict[str, Any]) -> str:
+    return f"time zone {meta['timezone']}, data end {meta['data_end_local']}"
+
+
+def _heatmap(fig: Any, report: Report) -> str:
+    import numpy as np
+
+    tri = report.tables["triangle"]
+    cohorts = report.tables["cohorts"]
+    labels = cohorts.get_column("label").to_list()
+    offsets = sorted(int(o) for o in tri.get_column("offset").unique())
+    grid = np.full((len(labels), len(offsets)), np.nan)
+    index = {c: i for i, c in enumerate(cohorts.get_column("cohort").to_list())}
+    immature = []
+    for r in tri.iter_rows(named=True):
+        if r["rate"] is not None:
+            grid[index[r["cohort"]], r["offset"]] = r["rate"]
+        else:
+            immature.append((index[r["cohort"]], r["offset"]))
+    later = grid[:, 1:]
+    top = float(np.nanmax(later)) if np.isfinite(later).any() else 1.0
+    ax = fig.add_subplot()
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["Blues"].copy()
+    cmap.set_bad("#eeeeee")
+    shown = np.where(
+        np.arange(len(offsets))[None, :] == 0, np.nan, grid
+    )  # +0 is 100% by definition
+    image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=top, aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            value = grid[i, j]
+            if math.isnan(value):
+                continue
+            dark = j > 0 and value > top * 0.6
+            ax.text(
+                j,
+                i,
+                f"{value:.0%}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
+    for i, j in immature:  # observed in part: the period had not ended at the data end
+        ax.text(j, i, "NA", ha="center", va="center", fontsize=7, color="#888888")
+    ax.set_xticks(range(len(offsets)), [f"+{k}" for k in offsets])
+    users = cohorts.get_column("users").to_list()
+    ax.set_yticks(
+        range(len(labels)), [f"{lab}  (n={n:,})" for lab, n in zip(labels, users, strict=True)]
+    )
+    period = report.meta["period"]
+    ax.set_xlabel(f"{period}s since the cohort's first {period}")
+    ax.set_ylabel("cohort (first activity)")
+    title = f"Retention by {period}ly cohort"
+    ax.set_title(f"{title}\n{_subtitle(report.meta)}; NA: period not over yet", fontsize=10)
+    fig.colorbar(image, ax=ax, label="share of cohort active", format="{x:.0%}")
+    return title
+
+
+def _curves(fig: Any, report: Report) -> str:
+    curves = report.tables["curves"]
+    ax = fig.add_subplot()
+    for name in curves.get_column("group").unique().sort().to_list():
+        part = curves.filter((pl.col("group") == name) & pl.col("rate").is_not_null())
+        users = int(report.tables["groups"].filter(pl.col("group") == name).get_column("users")[0])
+        ax.step(
+            part.get_column("day").to_list(),
+            part.get_column("rate").to_list(),
+            where="post",
+            label=f"{name} (n={users:,})",
+        )
+    ax.set_xlabel("days since first event")
+    ax.set_ylabel("share active again within N days")
+    ax.yaxis.set_major_formatter("{x:.0%}")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    title = f"Retention curves by {report.by}"
+    note = (
+        "\nusers self-select into engagement: a comparison, not an experiment"
+        if report.notes
+        else ""
+    )
+    ax.set_title(f"{title}\n{_subtitle(report.meta)}{note}", fontsize=10)
+    return title
+
+
+def _ctr(fig: Any, report: Report) -> str:
+    table = report.main
+    column = table.columns[0]
+    label = "label" if "label" in table.columns else column
+    table = table.filter(pl.col("impressions") > 0)
+    names = ["NA" if v is None else str(v) for v in table.get_column(label).to_list()]
+    ctr = table.get_column("ctr").to_numpy()
+    low = ctr - table.get_column("ctr_low").to_numpy()
+    high = table.get_column("ctr_high").to_numpy() - ctr
+    flags = table.get_column("low_volume").to_list()
+    ax = fig.add_subplot()
+    x = list(range(len(names)))
+    colors = ["#bbbbbb" if f else "#2171b5" for f in flags]
+    ax.bar(x, ctr, color=colors, width=0.6)
+    ax.errorbar(x, ctr, yerr=[low, high], fmt="none", ecolor="black", capsize=4, lw=1)
+    for xi, r in zip(x, table.iter_rows(named=True), strict=True):
+        if len(x) > 12:  # too many groups for readable labels
+            break
+        ax.text(
+            xi,
+            r["ctr_high"],
+            f"{r['clicks']:,}/{r['impressions']:,}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    ax.set_xticks(x, names, rotation=0 if len(names) <= 12 else 90)
+    ax.set_xlabel(report.by)
+    ax.set_ylabel("CTR (attributed clicks / impressions)")
+    ax.yaxis.set_major_formatter("{x:.2%}")
+    ax.grid(axis="y", alpha=0.3)
+    conf = report.meta["confidence"]
+    title = f"CTR by {report.by}"
+    sub = (
+        f"{report.meta['first_impression_local']} .. {report.meta['data_end_local']}\n"
+        f"error bars: {conf:.0%} Wilson intervals;"
+        f"{' labels: clicks/impressions;' if len(x) <= 12 else ''} grey: fewer "
+        f"than {report.meta['min_impressions']:,} impressions"
+    )
+    ax.set_title(f"{title}\n{sub}", fontsize=10)
+    return title
+
+
+def _revenue(fig: Any, report: Report) -> str:
+    table = report.main
+    label = "label" if "label" in table.columns else "group"
+    names = ["NA" if v is None else str(v) for v in table.get_column(label).to_list()]
+    partial = report.meta.get("partial_period")
+    if partial is not None:
+        names = [
+            f"{n}\n(partial)" if str(g) == partial else n
+            for n, g in zip(names, table.get_column("group").to_list(), strict=True)
+        ]
+    x = list(range(len(names)))
+    revenue = table.get_column("revenue").to_list()
+    returns = [-v for v in table.get_column("returns").to_list()]
+    net = table.get_column("net_revenue").to_list()
+    ax = fig.add_subplot()
+    ax.bar(x, revenue, color="#2171b5", width=0.7, label="revenue (purchases)")
+    ax.bar(x, returns, color="#cb181d", width=0.7, label="returns")
+    ax.plot(x, net, color="black", marker="o", ms=3, lw=1, label="net revenue")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(
+        x, names, rotation=0 if len(names) <= 8 else 45, ha="center" if len(names) <= 8 else "right"
+    )
+    ax.yaxis.set_major_formatter("{x:,.0f}")
+    ax.set_ylabel("money (the data's currency)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    title = f"Revenue by {report.by}"
+    ax.set_title(f"{title}\n{_subtitle(report.meta)}", fontsize=10)
+    return title

@@ -88,8 +88,7 @@ def _heatmap(fig: Any, report: Report) -> str:
     ax = fig.add_subplot()
     import matplotlib as mpl
 
-    cmap = mpl.colormaps["Blues"].copy()
-    cmap.set_bad("#eeeeee")
+    cmap = mpl.colormaps["Blues"].with_extremes(bad="#eeeeee")
     shown = np.where(
         np.arange(len(offsets))[None, :] == 0, np.nan, grid
     )  # +0 is 100% by definition

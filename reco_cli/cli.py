@@ -323,7 +323,7 @@ def _report(
     kind: str,
     config: Path,
     workdir: Path | None,
-    by: str,
+    by: str | None,
     fmt: Fmt,
     chart: Path | None,
     period: Period | None = None,
@@ -393,11 +393,13 @@ def report_retention(
 def report_ctr(
     config: ConfigOpt = Path("configs/default.yaml"),
     by: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--by", help="position, item, day, week, month, arm, or an impression column."
+            "--by",
+            help="position (the default when the log has positions, else item), item, day, "
+            "week, month, arm, or an impression column.",
         ),
-    ] = "position",
+    ] = None,
     min_impressions: Annotated[
         int | None,
         typer.Option(

@@ -219,12 +219,16 @@ def ctr_report(
     impressions: pl.DataFrame,
     events: pl.DataFrame | None,
     cfg: ReportConfig,
-    by: str = "position",
+    by: str | None = None,
 ) -> Report:
+    """CTR overall and by `by` (default: position when the log has positions, else item)."""
     settings = cfg.ctr
     tz = cfg.timezone
     if impressions.height == 0:
         raise InputDataError("the impression log is empty; nothing to report")
+    if by is None:
+        has_position = impressions.get_column(C.POSITION).null_count() < impressions.height
+        by = C.POSITION if has_position else "item"
     column = GROUP_ALIASES.get(by, by)
     allowed = [c for c in impressions.columns if c not in _NOT_GROUPS] + list(PERIODS) + ["item"]
     if (column not in PERIODS and column not in impressions.columns) or column in _NOT_GROUPS:

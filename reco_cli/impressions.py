@@ -140,14 +140,18 @@ def _arms_by_file(files: list[str], src: ImpressionsSource) -> dict[str, str]:
     """Each file's arm from the `arms` globs; a file matching none or several is an error."""
     if not src.arms:
         return {}
+
+    def matches(path: str, pattern: str) -> bool:
+        # A relative pattern also matches the end of an absolute path (run from elsewhere).
+        pattern = os.path.normpath(pattern)
+        if fnmatch.fnmatch(path, pattern):
+            return True
+        return not os.path.isabs(pattern) and fnmatch.fnmatch(path, f"*{os.sep}{pattern}")
+
     found: dict[str, str] = {}
     for path in files:
         norm = os.path.normpath(path)
-        hits = [
-            arm
-            for arm, pattern in src.arms.items()
-            if fnmatch.fnmatch(norm, os.path.normpath(pattern))
-        ]
+        hits = [arm for arm, pattern in src.arms.items() if matches(norm, pattern)]
         if len(hits) != 1:
             raise InputDataError(
                 f"{path}: matches {len(hits)} of the {KEY}.arms patterns "
@@ -253,14 +257,20 @@ def _timestamps(
     values = frame.get_column(C.TIMESTAMP)
     formats = src.timestamp_formats
     if formats == ["auto"]:
+        # One recognised family, as for events: a few junk values become row rejects, but
+        # day-first versus month-first is never guessed.
         patterns = detect_patterns(values)
-        families = {p.family for p in patterns}
-        if len(families) != 1 or None in families or "day_or_month_first" in families:
+        families = {p.family for p in patterns if p.family is not None}
+        junk = sum(p.count for p in patterns if p.family is None)
+        total = sum(p.count for p in patterns)
+        if patterns and (
+            len(families) != 1 or "day_or_month_first" in families or junk * 2 > total
+        ):
             raise InputDataError(
                 f"{where}: cannot tell the timestamp format ({describe_patterns(patterns)}); "
                 f"set {KEY}.timestamp_format (chrono patterns, iso8601, unix_s, unix_ms)"
             )
-        formats = [str(families.pop())] if patterns else ["iso8601"]
+        formats = [str(families.pop())] if families else ["iso8601"]
     utc, naive = parse_columns(raw, formats)
     n_aware, n_naive = frame.select(
         utc.is_not_null().sum().alias("aware"),

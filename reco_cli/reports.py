@@ -802,7 +802,7 @@ def with_rate_ci(
     return table.with_columns(low.alias(f"{prefix}_low"), high.alias(f"{prefix}_high"))
 
 
-def build_report(cfg: Any, kind: str, by: str, period: str | None = None) -> Report:
+def build_report(cfg: Any, kind: str, by: str | None, period: str | None = None) -> Report:
     """Read the ingested files of `cfg`'s workdir and build one report (the CLI's one call)."""
     from .ctr import ctr_report
 
@@ -817,5 +817,7 @@ def build_report(cfg: Any, kind: str, by: str, period: str | None = None) -> Rep
             f"the {kind} report needs events"
         )
     if kind == "retention":
-        return retention_report(frames["events"], frames.get("impressions"), rc, by, period)
-    return business_report(frames["events"], frames.get("impressions"), rc, by)
+        return retention_report(
+            frames["events"], frames.get("impressions"), rc, by or "cohort", period
+        )
+    return business_report(frames["events"], frames.get("impressions"), rc, by or "month")

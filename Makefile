@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 RECO   := $(BIN)/reco
 CONFIG ?= configs/default.yaml
 STAMP  := $(VENV)/.installed
+# Charts go into the workdirs of configs/default.yaml and configs/open_bandit.yaml.
+CHARTS    ?= .reco/charts
+OB_CHARTS ?= .reco/open_bandit/charts
 
 .PHONY: install demo test lint typecheck unit bench clean
 
@@ -23,6 +26,11 @@ demo: install
 	$(RECO) recommend -c $(CONFIG) --user 12583 -k 10
 	$(RECO) recommend -c $(CONFIG) --user 17841 -k 5 --format json
 	$(RECO) recommend -c $(CONFIG) --user no-such-customer -k 5
+	$(RECO) report retention -c $(CONFIG) --chart $(CHARTS)/retention.png
+	$(RECO) report business -c $(CONFIG) --by month --chart $(CHARTS)/revenue_by_month.png
+	$(RECO) ingest -c configs/open_bandit.yaml
+	$(RECO) report ctr -c configs/open_bandit.yaml --by position --chart $(OB_CHARTS)/ctr_by_position.png
+	$(RECO) report ctr -c configs/open_bandit.yaml --by arm --chart $(OB_CHARTS)/ctr_by_arm.png
 
 lint: install
 	$(BIN)/ruff check reco_cli tests

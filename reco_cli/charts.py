@@ -126,26 +126,32 @@ def _heatmap(fig: Any, report: Report) -> str:
 
 def _curves(fig: Any, report: Report) -> str:
     curves = report.tables["curves"]
+    horizon = max(report.meta["days"])
     ax = fig.add_subplot()
     for name in curves.get_column("group").unique().sort().to_list():
-        part = curves.filter((pl.col("group") == name) & pl.col("rate").is_not_null())
-        users = int(report.tables["groups"].filter(pl.col("group") == name).get_column("users")[0])
+        part = curves.filter(pl.col("group") == name)
         ax.step(
             part.get_column("day").to_list(),
             part.get_column("rate").to_list(),
             where="post",
-            label=f"{name} (n={users:,})",
+            label=f"{name} (n={int(part.get_column('eligible')[0]):,})",
         )
+    if curves.height:
+        ax.legend(title=f"users with {horizon}+ days of data")
+    else:
+        ax.text(
+            0.5, 0.5, f"no user has {horizon} days of data yet", ha="center", transform=ax.transAxes
+        )
+    ax.set_xlim(0, horizon)
     ax.set_xlabel("days since first event")
     ax.set_ylabel("share active again within N days")
     ax.yaxis.set_major_formatter("{x:.0%}")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=-0.02)  # keeps a curve lying at 0% visible above the axis
     ax.grid(alpha=0.3)
-    ax.legend()
     title = f"Retention curves by {report.by}"
     note = (
         "\nusers self-select into engagement: a comparison, not an experiment"
-        if report.notes
+        if report.by == "engaged"
         else ""
     )
     ax.set_title(f"{title}\n{_subtitle(report.meta)}{note}", fontsize=10)

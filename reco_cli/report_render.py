@@ -9,7 +9,8 @@ from datetime import date, datetime
 from typing import Any
 
 import polars as pl
-from rich.console import Console
+from rich import box
+from rich.console import Console, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -91,6 +92,25 @@ def heat_style(value: float, top: float) -> Style:
 # --- report tables ----------------------------------------------------------------------------
 
 
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _print(console: Console, renderable: RenderableType) -> None:
+    """Print without squeezing: pipes and files have no width, so a table gets the width it
+    needs instead of 80 columns of truncated cells (a terminal keeps its own width)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    width = console.width
+    wide = console.options.update(max_width=1000)
+    console.width = max(width, console.measure(renderable, options=wide).maximum)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 def render_table(report: Report, console: Console) -> None:
     {"retention": _retention, "ctr": _ctr, "business": _business}[report.kind](report, console)
     for note in report.notes:
@@ -119,10 +139,9 @@ def _triangle(report: Report, console: Console) -> None:
     offsets = sorted(int(o) for o in tri.get_column("offset").unique())
     later = tri.filter((pl.col("offset") > 0) & pl.col("mature")).get_column("rate")
     top = float(later.max() or 0.0) if later.len() else 0.0  # type: ignore[arg-type]
-    table = Table(
-        title=f"Retention by {period}ly cohort: share of the cohort active again "
-        f"{period}s later (NA: {period} not over yet)",
-        title_justify="left",
+    table = _table(
+        f"Retention by {period}ly cohort: share of the cohort active again {period}s later "
+        f"(NA: {period} not over yet)"
     )
     table.add_column("cohort")
     table.add_column("users", justify="right")
@@ -155,7 +174,7 @@ def _triangle(report: Report, console: Console) -> None:
     summary += [pct(nd[n]["rate"]) for n in days]
     table.add_section()
     table.add_row(*summary)
-    console.print(table)
+    _print(console, table)
     console.print(
         "N-day retention: an activity event in (first event, first event + N days]; "
         "a cohort shows it once every user in it has had N days. Averages weight by users "
@@ -168,7 +187,7 @@ def _triangle(report: Report, console: Console) -> None:
 def _retention_groups(report: Report, console: Console) -> None:
     days = report.meta["days"]
     groups = report.tables["groups"]
-    table = Table(title=f"Retention and revenue by {report.by}", title_justify="left")
+    table = _table(f"Retention and revenue by {report.by}")
     table.add_column(report.by)
     table.add_column("users", justify="right")
     table.add_column("share", justify="right")
@@ -188,7 +207,7 @@ def _retention_groups(report: Report, console: Console) -> None:
             f"{r['orders_per_user']:.2f}",
             money(r["net_revenue_per_user"]),
         )
-    console.print(table)
+    _print(console, table)
     if "engaged_means" in report.meta:
         console.print(f"engaged: {report.meta['engaged_means']}", style="dim", soft_wrap=True)
     console.print(
@@ -206,10 +225,8 @@ def _arm_difference(diff: pl.DataFrame, console: Console) -> None:
         return
     digits = _rate_digits([*diff.get_column("rate").to_list(), *diff.get_column("control_rate")])
     conf = diff.get_column("confidence")[0]
-    table = Table(
-        title=f"Arms against the control, {conf:.0%} confidence interval on the difference "
-        "(Newcombe)",
-        title_justify="left",
+    table = _table(
+        f"Arms against the control, {conf:.0%} confidence interval on the difference (Newcombe)"
     )
     for col in ("metric", "arm", "rate", "control", "control rate", "difference", "interval", "CI"):
         table.add_column(col, justify="right" if col in ("rate", "control rate") else "left")
@@ -227,7 +244,7 @@ def _arm_difference(diff: pl.DataFrame, console: Console) -> None:
             else f"[{r['ci_low'] * 100:+.{digits}f}, {r['ci_high'] * 100:+.{digits}f}] pp",
             "excludes 0" if r["significant"] else "includes 0",
         )
-    console.print(table)
+    _print(console, table)
 
 
 def _ctr(report: Report, console: Console) -> None:
@@ -264,12 +281,12 @@ def _ctr(report: Report, console: Console) -> None:
     )
     if meta["mode"] == "events":
         summary.add_row("naive CTR", pct(t["naive_ctr"], digits), "click rows / impressions")
-    console.print(summary)
+    _print(console, summary)
     main = report.main
     column = main.columns[0]
     label = "label" if "label" in main.columns else column
     flagged = bool(meta["low_volume_groups"])
-    table = Table(title=f"CTR by {report.by}", title_justify="left")
+    table = _table(f"CTR by {report.by}")
     heads = [report.by, "impressions", "clicks", "CTR", f"{meta['confidence']:.0%} CI"]
     # A clicked label cannot duplicate or orphan a click: those columns would be all zero.
     events_mode = meta["mode"] == "events"
@@ -296,7 +313,7 @@ def _ctr(report: Report, console: Console) -> None:
         if flagged:
             cells.append("low" if r["low_volume"] else "")
         table.add_row(*cells, style="dim" if r["low_volume"] else "")
-    console.print(table)
+    _print(console, table)
     if meta["low_volume_groups"]:
         console.print(
             f"{meta['low_volume_groups']} group(s) have fewer than {meta['min_impressions']:,} "
@@ -317,7 +334,7 @@ def _business(report: Report, console: Console) -> None:
     )
     main = report.main
     label = "label" if "label" in main.columns else "group"
-    table = Table(title=f"Business metrics by {report.by}", title_justify="left")
+    table = _table(f"Business metrics by {report.by}")
     heads = (
         "sessions",
         "orders",
@@ -353,7 +370,7 @@ def _business(report: Report, console: Console) -> None:
             end_section=i == len(rows) - 1,
             style="bold" if i == len(rows) else "",
         )
-    console.print(table)
+    _print(console, table)
     console.print(
         "sessions: sessions with any event but a return; orders: sessions with a purchase; "
         "conversion = orders/sessions; AOV = revenue/orders; revenue = |quantity| x price of "
@@ -364,7 +381,7 @@ def _business(report: Report, console: Console) -> None:
     )
     funnel = report.tables["funnel"]
     if funnel.height > 1:
-        ft = Table(title="Funnel (sessions containing each event)", title_justify="left")
+        ft = _table("Funnel (sessions holding the stage's event and every earlier one)")
         for col in ("stage", "sessions", "of first", "of previous"):
             ft.add_column(col, justify="left" if col == "stage" else "right")
         for r in funnel.iter_rows(named=True):
@@ -374,7 +391,7 @@ def _business(report: Report, console: Console) -> None:
                 pct(r["share_of_first"]),
                 pct(r["share_of_previous"]),
             )
-        console.print(ft)
+        _print(console, ft)
     else:
         stages = ", ".join(funnel.get_column("stage").to_list()) or "none"
         console.print(

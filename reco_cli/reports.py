@@ -427,31 +427,28 @@ def retention_curves(
     max_days: int,
     data_end: datetime,
 ) -> pl.DataFrame:
-    """group, day, eligible, retained, rate for day 1..max_days (the N-day rule at every N)."""
+    """group, day, eligible, retained, rate for day 1..max_days (the N-day rule at every N).
+
+    Only users with at least `max_days` of data take part, so every point of a curve is over
+    the same users and the curve can only rise (with a denominator that shrinks as N grows,
+    a curve dips whenever a returning user drops out of it).
+    """
     users = user_return_gaps(activity(events, activity_types)).join(
         groups, on=C.USER_ID, how="left"
     )
-    horizon = (pl.lit(data_end, pl.Datetime("us", "UTC")) - pl.col(FIRST)).dt.total_seconds()
-    users = users.select(
+    full = pl.col(FIRST) + timedelta(days=max_days) <= pl.lit(data_end, pl.Datetime("us", "UTC"))
+    users = users.filter(full).select(
         pl.col(GROUP).fill_null("(none)"),
-        (horizon / 86400).alias("__horizon"),
         (pl.col(GAP).dt.total_seconds() / 86400).alias("__gap"),
     )
     grid = users.join(pl.DataFrame({"day": list(range(1, max_days + 1))}), how="cross")
-    eligible = pl.col("__horizon") >= pl.col("day")
     return (
         grid.group_by(GROUP, "day")
         .agg(
-            eligible.sum().alias("eligible"),
-            (eligible & (pl.col("__gap") <= pl.col("day")).fill_null(False))
-            .sum()
-            .alias("retained"),
+            pl.len().alias("eligible"),
+            (pl.col("__gap") <= pl.col("day")).fill_null(False).sum().alias("retained"),
         )
-        .with_columns(
-            pl.when(pl.col("eligible") > 0)
-            .then(pl.col("retained") / pl.col("eligible"))
-            .alias("rate")
-        )
+        .with_columns((pl.col("retained") / pl.col("eligible")).alias("rate"))
         .sort(GROUP, "day")
     )
 
@@ -538,22 +535,30 @@ def business_metrics(sessions: pl.DataFrame, group: str) -> pl.DataFrame:
 
 
 def funnel(sessions: pl.DataFrame) -> pl.DataFrame:
-    """Sessions containing each stage's event (view -> add_to_cart -> purchase), for the stages
-    the data has at all; shares are of the first stage and of the previous one."""
+    """A closed funnel over the stages the data has (view -> add_to_cart -> purchase): a
+    session reaches a stage when it holds that stage's event and every earlier stage's, so the
+    counts can only fall. Shares are of the first stage and of the previous one."""
     visits = sessions.filter(pl.col("visit"))
     stages = [("view", "has_view"), ("add_to_cart", "has_add_to_cart"), ("purchase", "purchase")]
-    counts = [(name, int(visits.get_column(col).sum())) for name, col in stages]
-    counts = [(name, n) for name, n in counts if n > 0]
-    rows = []
-    for i, (name, n) in enumerate(counts):
-        rows.append(
-            {
-                "stage": name,
-                "sessions": n,
-                "share_of_first": n / counts[0][1],
-                "share_of_previous": n / counts[i - 1][1] if i else 1.0,
-            }
-        )
+    present = [(name, col) for name, col in stages if visits.get_column(col).any()]
+    names: list[str] = []
+    counts: list[int] = []
+    reached = pl.lit(True)
+    for name, col in present:
+        reached = reached & pl.col(col)
+        names.append(name)
+        counts.append(int(visits.select(reached.sum()).item()))
+    rows = [
+        {
+            "stage": name,
+            "sessions": n,
+            "share_of_first": n / counts[0] if counts[0] else None,
+            "share_of_previous": n / counts[i - 1]
+            if i and counts[i - 1]
+            else (1.0 if not i else None),
+        }
+        for i, (name, n) in enumerate(zip(names, counts, strict=True))
+    ]
     return pl.DataFrame(
         rows,
         schema={

@@ -171,6 +171,7 @@ def test_engaged_report_prints_the_caution(tmp_path: Path) -> None:
     cfg = {
         "workdir": str(tmp_path / "work"),
         "data": {"events": {"path": str(DATA / "engaged_events.csv"), "columns": columns}},
+        "report": {"retention": {"days": [30]}},
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -179,11 +179,19 @@ def test_engaged_retention_and_revenue(engaged_events: pl.DataFrame) -> None:
     assert (eng["orders"], rest["orders"]) == (2, 3)
     assert any("not an experiment" in note for note in report.notes)
     assert "source" in report.meta["engaged_means"]
-    # Curves: at day 9 only u1 (9 days) is back among the two eligible engaged users.
-    curve = report.tables["curves"].filter(pl.col("group") == "engaged")
-    by_day = rows(curve, "day")
-    assert (by_day[9]["eligible"], by_day[9]["retained"]) == (2, 1)
-    assert by_day[17]["rate"] == 1.0
+    # Curves use only users with the longest horizon (90 days) of data: nobody here.
+    assert report.tables["curves"].height == 0
+
+
+def test_retention_curves_over_fixed_users(engaged_events: pl.DataFrame) -> None:
+    cfg = report_cfg(retention={"days": [30]})
+    curves = retention_report(engaged_events, None, cfg, by="engaged").tables["curves"]
+    engaged = rows(curves.filter(pl.col("group") == "engaged"), "day")
+    # u1 and u3 have 30 days of data (u5 does not); u1 is back after 9 days, u3 after 17.
+    assert {r["eligible"] for r in engaged.values()} == {2}
+    assert (engaged[8]["retained"], engaged[9]["retained"], engaged[17]["retained"]) == (0, 1, 2)
+    rest = rows(curves.filter(pl.col("group") == "not engaged"), "day")
+    assert rest[30]["rate"] == 0.0  # u4 came back after 47 days
 
 
 def test_engaged_within_days(engaged_events: pl.DataFrame) -> None:
@@ -256,8 +264,8 @@ def test_funnel_counts_sessions_per_stage() -> None:
     ts = datetime(2024, 1, 1, tzinfo=UTC)
     events = pl.DataFrame(
         {
-            "session_id": ["A", "A", "A", "B", "B", "C", "D"],
-            "user_id": ["u"] * 7,
+            "session_id": ["A", "A", "A", "B", "B", "C", "D", "E"],
+            "user_id": ["u"] * 8,
             "event_type": [
                 "view",
                 "add_to_cart",
@@ -266,20 +274,22 @@ def test_funnel_counts_sessions_per_stage() -> None:
                 "add_to_cart",
                 "view",
                 "view",
+                "purchase",
             ],
-            "timestamp": [ts] * 7,
-            "quantity": [None] * 7,
-            "price": [None, None, 4.0, None, None, None, None],
+            "timestamp": [ts] * 8,
+            "quantity": [None] * 8,
+            "price": [None, None, 4.0, None, None, None, None, 6.0],
         },
         schema_overrides={"quantity": pl.Float64, "price": pl.Float64},
     )
     table = rows(funnel(session_facts(events)), "stage")
+    # E bought without a logged view or cart: it counts as an order, not as a funnel purchase.
     assert [table[s]["sessions"] for s in ("view", "add_to_cart", "purchase")] == [4, 2, 1]
     assert table["add_to_cart"]["share_of_first"] == 0.5
     assert table["purchase"]["share_of_first"] == 0.25
     assert table["purchase"]["share_of_previous"] == 0.5
     metrics = business_metrics(session_facts(events).with_columns(pl.lit("x").alias("g")), "g")
-    assert metrics.row(0, named=True)["conversion"] == 0.25
+    assert metrics.row(0, named=True)["conversion"] == 2 / 5
 
 
 # --- experiment arms --------------------------------------------------------------------------

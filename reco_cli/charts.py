@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from .errors import InputDataError
-from .reports import Report
+from .reports import ADJECTIVE, Report
 
 CHART_SUFFIXES = (".png", ".svg", ".html")
 
@@ -93,7 +93,9 @@ def _heatmap(fig: Any, report: Report) -> str:
         np.arange(len(offsets))[None, :] == 0, np.nan, grid
     )  # +0 is 100% by definition
     image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=top, aspect="auto")
-    for i in range(grid.shape[0]):
+    # Numbers in cells only while they can be read (monthly cohorts; not a year of days).
+    annotate = grid.size <= 400
+    for i in range(grid.shape[0] if annotate else 0):
         for j in range(grid.shape[1]):
             value = grid[i, j]
             if math.isnan(value):
@@ -108,17 +110,20 @@ def _heatmap(fig: Any, report: Report) -> str:
                 fontsize=7,
                 color="white" if dark else "black",
             )
-    for i, j in immature:  # observed in part: the period had not ended at the data end
+    for i, j in immature if annotate else []:  # observed in part: period not over at data end
         ax.text(j, i, "NA", ha="center", va="center", fontsize=7, color="#888888")
-    ax.set_xticks(range(len(offsets)), [f"+{k}" for k in offsets])
+    step = max(1, len(offsets) // 12)  # at most ~12 labels on x, ~24 on y
+    ax.set_xticks(range(0, len(offsets), step), [f"+{k}" for k in offsets[::step]])
     users = cohorts.get_column("users").to_list()
+    rstep = max(1, len(labels) // 24)
     ax.set_yticks(
-        range(len(labels)), [f"{lab}  (n={n:,})" for lab, n in zip(labels, users, strict=True)]
+        range(0, len(labels), rstep),
+        [f"{lab}  (n={n:,})" for lab, n in zip(labels[::rstep], users[::rstep], strict=True)],
     )
     period = report.meta["period"]
     ax.set_xlabel(f"{period}s since the cohort's first {period}")
     ax.set_ylabel("cohort (first activity)")
-    title = f"Retention by {period}ly cohort"
+    title = f"Retention by {ADJECTIVE[period]} cohort"
     ax.set_title(f"{title}\n{_subtitle(report.meta)}; NA: period not over yet", fontsize=10)
     fig.colorbar(image, ax=ax, label="share of cohort active", format="{x:.0%}")
     return title
@@ -193,10 +198,18 @@ def _ctr(fig: Any, report: Report) -> str:
     title = f"CTR by {report.by}"
     sub = (
         f"{report.meta['first_impression_local']} .. {report.meta['data_end_local']}\n"
-        f"error bars: {conf:.0%} Wilson intervals;"
-        f"{' labels: clicks/impressions;' if len(x) <= 12 else ''} grey: fewer "
-        f"than {report.meta['min_impressions']:,} impressions"
+        f"error bars: {conf:.0%} Wilson intervals"
+        f"{'; labels: clicks/impressions' if len(x) <= 12 else ''}"
     )
+    if any(flags):
+        sub += f"; grey: fewer than {report.meta['min_impressions']:,} impressions"
+    diff = report.tables.get("arm_difference")
+    if diff is not None:
+        for r in diff.filter(pl.col("difference").is_not_null()).iter_rows(named=True):
+            sub += (
+                f"\n{r['arm']} - {r['control']}: {r['difference'] * 100:+.2f} pp, "
+                f"{conf:.0%} CI [{r['ci_low'] * 100:+.2f}, {r['ci_high'] * 100:+.2f}] pp"
+            )
     ax.set_title(f"{title}\n{sub}", fontsize=10)
     return title
 

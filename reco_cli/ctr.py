@@ -294,7 +294,9 @@ def ctr_report(
     if isinstance(worst, float) and worst > 1:  # impossible by construction: a bug if it happens
         raise AssertionError(f"CTR above 1 ({worst}) after attribution")
     if column in PERIODS:
-        table = table.with_columns(period_label(column, column).alias("label"))
+        table = table.select(
+            column, period_label(column, column).alias("label"), pl.exclude(column)
+        )
     tables = {"ctr": table, "totals": pl.DataFrame([totals])}
     if outcomes is not None:
         tables["clicks"] = outcomes

@@ -15,8 +15,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .reports import Report
+from .reports import ADJECTIVE, Report
 
+MAX_OFFSETS = 24  # triangle columns shown in a terminal
 # Tables that are working data, too long for JSON output (one row per click).
 _NOT_EXPORTED = ("clicks",)
 
@@ -137,10 +138,12 @@ def _triangle(report: Report, console: Console) -> None:
     tri = report.tables["triangle"]
     average = {r["offset"]: r for r in report.tables["average"].iter_rows(named=True)}
     offsets = sorted(int(o) for o in tri.get_column("offset").unique())
+    hidden = len(offsets) - MAX_OFFSETS
+    offsets = offsets[:MAX_OFFSETS]  # a year of daily cohorts does not fit a terminal
     later = tri.filter((pl.col("offset") > 0) & pl.col("mature")).get_column("rate")
     top = float(later.max() or 0.0) if later.len() else 0.0  # type: ignore[arg-type]
     table = _table(
-        f"Retention by {period}ly cohort: share of the cohort active again {period}s later "
+        f"Retention by {ADJECTIVE[period]} cohort: share of the cohort active again {period}s later "
         f"(NA: {period} not over yet)"
     )
     table.add_column("cohort")
@@ -149,7 +152,8 @@ def _triangle(report: Report, console: Console) -> None:
         table.add_column(f"+{k}", justify="right")
     for n in days:
         table.add_column(f"{n}d", justify="right")
-    cells = {(r["cohort"], r["offset"]): r for r in tri.iter_rows(named=True)}
+    shown = tri.filter(pl.col("offset") < MAX_OFFSETS)
+    cells = {(r["cohort"], r["offset"]): r for r in shown.iter_rows(named=True)}
     for row in cohorts.iter_rows(named=True):
         line: list[Text | str] = [row["label"], count(row["users"])]
         for k in offsets:
@@ -175,6 +179,11 @@ def _triangle(report: Report, console: Console) -> None:
     table.add_section()
     table.add_row(*summary)
     _print(console, table)
+    if hidden > 0:
+        console.print(
+            f"{hidden} later {period}s are not shown here; --format csv or --chart has them all",
+            style="dim",
+        )
     console.print(
         "N-day retention: an activity event in (first event, first event + N days]; "
         "a cohort shows it once every user in it has had N days. Averages weight by users "

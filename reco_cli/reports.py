@@ -31,6 +31,7 @@ from .errors import ConfigError, InputDataError
 from .stats import compare_to_control, wilson_exprs, z_value
 
 PERIODS = ("day", "week", "month")
+ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
 _EVERY = {"day": "1d", "week": "1w", "month": "1mo"}
 FIRST = "first"
 GAP = "gap"
@@ -653,8 +654,8 @@ def retention_report(
             events, period=period, timezone=tz, activity_types=acts, days=rc.days, data_end=end
         )
         tables = {
-            "cohorts": cohort_table(tri, nd, period, rc.days).with_columns(
-                period_label(COHORT, period).alias("label")
+            "cohorts": cohort_table(tri, nd, period, rc.days).select(
+                COHORT, period_label(COHORT, period).alias("label"), pl.exclude(COHORT)
             ),
             "triangle": tri,
             "n_day": nd,
@@ -785,7 +786,7 @@ def business_report(
         )
     table = business_metrics(facts, GROUP)
     if by in PERIODS:
-        table = table.with_columns(period_label(GROUP, by).alias("label"))
+        table = table.select(GROUP, period_label(GROUP, by).alias("label"), pl.exclude(GROUP))
     total = business_metrics(facts.with_columns(pl.lit("all").alias(GROUP)), GROUP)
     tables = {"business": table, "total": total, "funnel": funnel(facts)}
     if by == C.ARM:

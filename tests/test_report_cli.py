@@ -71,7 +71,7 @@ def test_online_retail_retention_and_business(at_root: None, tmp_path: Path) -> 
 
     result = runner.invoke(app, ["report", "business", *cfg, "--by", "week", "--format", "csv"])
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0].startswith("group,sessions,orders,conversion,revenue")
+    assert result.stdout.splitlines()[0].startswith("group,label,sessions,orders,conversion")
 
     # No impression log in this config: a one-line error, exit 4.
     result = runner.invoke(app, ["report", "ctr", *cfg])

@@ -101,8 +101,8 @@ def test_n_day_retention_and_maturity(retention_events: pl.DataFrame) -> None:
     assert (avg[60]["users"], avg[60]["rate"]) == (2, 0.5)
     assert avg[90]["cohorts"] == 0 and avg[90]["rate"] is None
     wide = report.main
-    assert wide.columns[:3] == ["cohort", "users", "month_0"]
-    assert "rate_30d" in wide.columns and "label" in wide.columns
+    assert wide.columns[:4] == ["cohort", "label", "users", "month_0"]
+    assert wide.columns[-3:] == ["rate_30d", "rate_60d", "rate_90d"]
 
 
 def test_weekly_cohorts(retention_events: pl.DataFrame) -> None:
@@ -112,7 +112,7 @@ def test_weekly_cohorts(retention_events: pl.DataFrame) -> None:
     a_week = tri.filter(pl.col("cohort") == datetime(2024, 1, 1).date())
     assert a_week.get_column("users")[0] == 1
     assert a_week.filter(pl.col("offset") == 2).get_column("rate")[0] == 1.0
-    assert report.main.columns[2] == "week_0"
+    assert report.main.columns[3] == "week_0"
 
 
 def test_period_boundary_depends_on_the_reporting_zone(tmp_path: Path) -> None:

@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from . import columns as C
-from .config import EngagedSettings, ReportConfig
+from .config import EngagedSettings, RecoConfig, ReportConfig
 from .errors import ConfigError, InputDataError
-from .stats import compare_to_control, wilson_exprs, z_value
+from .stats import compare_to_control
 
 PERIODS = ("day", "week", "month")
 ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
@@ -82,16 +82,15 @@ def period_index(start: pl.Expr, period: str) -> pl.Expr:
     return days // 7 if period == "week" else days
 
 
-def _index_of(moment: datetime, timezone: str, period: str) -> int:
-    frame = pl.DataFrame({"t": [moment]}, schema={"t": pl.Datetime("us", "UTC")})
-    return int(
-        frame.select(period_index(period_start(pl.col("t"), timezone, period), period)).item()
-    )
-
-
 def _period_of(moment: datetime, timezone: str, period: str) -> Any:
+    """The start date of the period holding `moment`."""
     frame = pl.DataFrame({"t": [moment]}, schema={"t": pl.Datetime("us", "UTC")})
     return frame.select(period_start(pl.col("t"), timezone, period)).item()
+
+
+def _index_of(moment: datetime, timezone: str, period: str) -> int:
+    frame = pl.DataFrame({"d": [_period_of(moment, timezone, period)]})
+    return int(frame.select(period_index(pl.col("d"), period)).item())
 
 
 def data_end_of(events: pl.DataFrame, *others: pl.DataFrame | None) -> datetime:
@@ -801,18 +800,11 @@ def business_report(
     return Report("business", by, tables, meta, notes)
 
 
-def with_rate_ci(
-    table: pl.DataFrame, successes: str, trials: str, confidence: float, prefix: str
-) -> pl.DataFrame:
-    low, high = wilson_exprs(pl.col(successes), pl.col(trials), z_value(confidence))
-    return table.with_columns(low.alias(f"{prefix}_low"), high.alias(f"{prefix}_high"))
-
-
-def build_report(cfg: Any, kind: str, by: str | None, period: str | None = None) -> Report:
+def build_report(cfg: RecoConfig, kind: str, by: str | None, period: str | None = None) -> Report:
     """Read the ingested files of `cfg`'s workdir and build one report (the CLI's one call)."""
     from .ctr import ctr_report
 
-    rc: ReportConfig = cfg.report
+    rc = cfg.report
     if kind == "ctr":
         frames = load_frames(cfg.workdir_path, events=False, impressions=True)
         return ctr_report(frames["impressions"], frames.get("events"), rc, by)

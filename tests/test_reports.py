@@ -29,7 +29,9 @@ DATA = Path(__file__).resolve().parent / "data" / "reports"
 
 def ingest(tmp_path: Path, name: str, extra_columns: tuple[str, ...] = ()) -> pl.DataFrame:
     """The canonical events of one test file, through the real ingest (nothing written)."""
-    columns = {c: c for c in ("user_id", "item_id", "event_type", "timestamp", *extra_columns)}
+    names = ("user_id", "item_id", "timestamp", *extra_columns)
+    header = (DATA / name).read_text().splitlines()[0].split(",")
+    columns = {c: c for c in (*names, "event_type") if c in header}
     cfg = RecoConfig.model_validate(
         {
             "workdir": str(tmp_path / "work"),
@@ -334,3 +336,14 @@ def test_unknown_control_arm(arm_events: pl.DataFrame) -> None:
 def test_arm_needs_values(retention_events: pl.DataFrame) -> None:
     with pytest.raises(InputDataError, match="no experiment arm"):
         retention_report(retention_events, None, report_cfg(), by="arm")
+
+
+def test_case_06_days_in_the_reporting_zone(tmp_path: Path) -> None:
+    # Four events around the Berlin DST switch: in Berlin all fall on 31 March, in UTC the first
+    # (23:30Z on the 30th) does not. Sessions: u1's two events are an hour apart, so two.
+    events = ingest(tmp_path, "case06_offsets_dst.csv")
+    berlin = business_report(events, None, report_cfg(timezone="Europe/Berlin"), "day")
+    assert berlin.main.select("label", "sessions").rows() == [("2024-03-31", 4)]
+    utc = business_report(events, None, report_cfg(timezone="UTC"), "day")
+    assert utc.main.select("label", "sessions").rows() == [("2024-03-30", 1), ("2024-03-31", 3)]
+    assert berlin.meta["timezone"] == "Europe/Berlin"

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from .errors import InputDataError
-from .reports import ADJECTIVE, Report
+from .reports import ADJECTIVE, PERIODS, Report
 
 CHART_SUFFIXES = (".png", ".svg", ".html")
 
@@ -66,6 +66,12 @@ def write_chart(report: Report, path: Path) -> Path:
 
 def _subtitle(meta: dict[str, Any]) -> str:
     return f"time zone {meta['timezone']}, data end {meta['data_end_local']}"
+
+
+def _caution(report: Report) -> str:
+    if report.by != "engaged":
+        return ""
+    return "\nusers self-select into engagement: a comparison, not an experiment"
 
 
 def _heatmap(fig: Any, report: Report) -> str:
@@ -154,12 +160,7 @@ def _curves(fig: Any, report: Report) -> str:
     ax.set_ylim(bottom=-0.02)  # keeps a curve lying at 0% visible above the axis
     ax.grid(alpha=0.3)
     title = f"Retention curves by {report.by}"
-    note = (
-        "\nusers self-select into engagement: a comparison, not an experiment"
-        if report.by == "engaged"
-        else ""
-    )
-    ax.set_title(f"{title}\n{_subtitle(report.meta)}{note}", fontsize=10)
+    ax.set_title(f"{title}\n{_subtitle(report.meta)}{_caution(report)}", fontsize=10)
     return title
 
 
@@ -225,21 +226,51 @@ def _revenue(fig: Any, report: Report) -> str:
             for n, g in zip(names, table.get_column("group").to_list(), strict=True)
         ]
     x = list(range(len(names)))
-    revenue = table.get_column("revenue").to_list()
-    returns = [-v for v in table.get_column("returns").to_list()]
-    net = table.get_column("net_revenue").to_list()
     ax = fig.add_subplot()
+    rotate = {"rotation": 0, "ha": "center"} if len(names) <= 8 else {"rotation": 45, "ha": "right"}
+    ax.set_xticks(x, names, **rotate)
+    ax.grid(axis="y", alpha=0.3)
+    if table.get_column("revenue").count() == 0:
+        return _conversion(ax, report, x)
+    nan = float("nan")
+    revenue = [nan if v is None else v for v in table.get_column("revenue").to_list()]
+    returns = [-v for v in table.get_column("returns").to_list()]
+    net = [nan if v is None else v for v in table.get_column("net_revenue").to_list()]
     ax.bar(x, revenue, color="#2171b5", width=0.7, label="revenue (purchases)")
     ax.bar(x, returns, color="#cb181d", width=0.7, label="returns")
-    ax.plot(x, net, color="black", marker="o", ms=3, lw=1, label="net revenue")
+    # A line joins periods only: segments have no order to join.
+    style = "-" if report.by in PERIODS else "none"
+    ax.plot(x, net, color="black", marker="o", ms=4, lw=1, ls=style, label="net revenue")
     ax.axhline(0, color="black", lw=0.5)
-    ax.set_xticks(
-        x, names, rotation=0 if len(names) <= 8 else 45, ha="center" if len(names) <= 8 else "right"
-    )
     ax.yaxis.set_major_formatter("{x:,.0f}")
     ax.set_ylabel("money (the data's currency)")
-    ax.grid(axis="y", alpha=0.3)
     ax.legend()
     title = f"Revenue by {report.by}"
-    ax.set_title(f"{title}\n{_subtitle(report.meta)}", fontsize=10)
+    ax.set_title(f"{title}\n{_subtitle(report.meta)}{_caution(report)}", fontsize=10)
+    return title
+
+
+def _conversion(ax: Any, report: Report, x: list[int]) -> str:
+    """Without prices there is no revenue to draw: conversion with its intervals instead."""
+    from .stats import wilson, z_value
+
+    table = report.main
+    z = z_value(0.95)
+    rates, lows, highs = [], [], []
+    for r in table.iter_rows(named=True):
+        rate = r["conversion"] if r["conversion"] is not None else float("nan")
+        low, high = wilson(int(r["orders"]), int(r["sessions"]), z)
+        rates.append(rate)
+        lows.append(rate - low)
+        highs.append(high - rate)
+    ax.bar(x, rates, color="#2171b5", width=0.6)
+    ax.errorbar(x, rates, yerr=[lows, highs], fmt="none", ecolor="black", capsize=4, lw=1)
+    ax.yaxis.set_major_formatter("{x:.0%}")
+    ax.set_ylabel("conversion (orders / sessions)")
+    title = f"Conversion by {report.by}"
+    ax.set_title(
+        f"{title}\n{_subtitle(report.meta)}\nno prices in the data, so no revenue; "
+        "error bars: 95% Wilson intervals",
+        fontsize=10,
+    )
     return title

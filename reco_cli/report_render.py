@@ -390,7 +390,7 @@ def _business(report: Report, console: Console) -> None:
     )
     funnel = report.tables["funnel"]
     if funnel.height > 1:
-        ft = _table("Funnel (sessions holding the stage's event and every earlier one)")
+        ft = _table("Funnel")
         for col in ("stage", "sessions", "of first", "of previous"):
             ft.add_column(col, justify="left" if col == "stage" else "right")
         for r in funnel.iter_rows(named=True):
@@ -401,6 +401,11 @@ def _business(report: Report, console: Console) -> None:
                 pct(r["share_of_previous"]),
             )
         _print(console, ft)
+        console.print(
+            "A session reaches a stage when it holds that stage's event and every earlier one.",
+            style="dim",
+            soft_wrap=True,
+        )
     else:
         stages = ", ".join(funnel.get_column("stage").to_list()) or "none"
         console.print(

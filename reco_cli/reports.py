@@ -461,6 +461,11 @@ def _value() -> pl.Expr:
     return pl.col(C.QUANTITY).abs().fill_null(1.0) * pl.col(C.PRICE)
 
 
+def _money(values: pl.Expr) -> pl.Expr:
+    """A sum that stays null when no value is known (no prices: NA revenue, not 0)."""
+    return pl.when(values.count() > 0).then(values.sum())
+
+
 def session_facts(events: pl.DataFrame) -> pl.DataFrame:
     """One row per session: who, when it started, whether it was a visit / bought, money.
 
@@ -480,7 +485,7 @@ def session_facts(events: pl.DataFrame) -> pl.DataFrame:
             is_buy.any().alias("purchase"),
             pl.col(C.EVENT_TYPE).eq(C.VIEW).any().alias("has_view"),
             pl.col(C.EVENT_TYPE).eq(C.ADD_TO_CART).any().alias("has_add_to_cart"),
-            _value().filter(is_buy).sum().alias("revenue"),
+            _money(_value().filter(is_buy)).alias("revenue"),
             _value().filter(is_return).sum().alias("returns"),
             (is_buy & pl.col(C.PRICE).is_null()).sum().alias("unpriced"),
         )
@@ -511,7 +516,7 @@ def business_metrics(sessions: pl.DataFrame, group: str) -> pl.DataFrame:
         .agg(
             visits.sum().alias("sessions"),
             orders.sum().alias("orders"),
-            pl.col("revenue").sum().alias("revenue"),
+            _money(pl.col("revenue")).alias("revenue"),
             pl.col("returns").sum().alias("returns"),
         )
         .join(per_user, on=group, how="left")
@@ -712,14 +717,19 @@ def _revenue_by_group(events: pl.DataFrame, groups: pl.DataFrame) -> pl.DataFram
     """Net revenue, orders and their per-user values for each group of users."""
     facts = session_facts(events).join(groups, on=C.USER_ID, how="inner")
     users = groups.group_by(GROUP).agg(pl.len().alias("__users"))
+    priced = facts.get_column("revenue").count() > 0
     return (
         facts.group_by(GROUP)
         .agg(
             (pl.col("visit") & pl.col("purchase")).sum().alias("orders"),
-            (pl.col("revenue") - pl.col("returns")).sum().alias("net_revenue"),
+            (pl.col("revenue").fill_null(0.0) - pl.col("returns")).sum().alias("net_revenue"),
         )
         .join(users, on=GROUP, how="right")
-        .with_columns(pl.col("orders", "net_revenue").fill_null(0))
+        .with_columns(
+            pl.col("orders").fill_null(0),
+            # Without any price in the data revenue is unknown (NA), not 0.
+            pl.col("net_revenue").fill_null(0.0) if priced else pl.lit(None, pl.Float64),
+        )
         .select(
             GROUP,
             "orders",

@@ -69,8 +69,12 @@ def test_online_retail_retention_and_business(at_root: None, tmp_path: Path) -> 
     assert total["returns"] == pytest.approx(7260.39)
     assert [s["stage"] for s in tables["funnel"]] == ["purchase"]
 
-    result = runner.invoke(app, ["report", "business", *cfg, "--by", "week", "--format", "csv"])
+    svg = tmp_path / "revenue.svg"
+    result = runner.invoke(
+        app, ["report", "business", *cfg, "--by", "week", "--format", "csv", "--chart", str(svg)]
+    )
     assert result.exit_code == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
     assert result.stdout.splitlines()[0].startswith("group,label,sessions,orders,conversion")
 
     # No impression log in this config: a one-line error, exit 4.

@@ -317,15 +317,21 @@ def test_retention_by_arm_with_interval(arm_events: pl.DataFrame) -> None:
     assert diff["ci_low"] < 0 < diff["ci_high"] and diff["significant"] is False
 
 
-def test_business_by_arm(arm_events: pl.DataFrame) -> None:
+def test_business_by_arm(arm_events: pl.DataFrame, tmp_path: Path) -> None:
     report = business_report(arm_events, None, report_cfg(control_arm="A"), by="arm")
     arms = rows(report.main, "group")
     assert (arms["A"]["sessions"], arms["A"]["orders"]) == (4, 3)
     assert (arms["B"]["sessions"], arms["B"]["orders"]) == (6, 5)
     diff = report.tables["arm_difference"].row(0, named=True)
     assert diff["difference"] == pytest.approx(5 / 6 - 3 / 4)
-    # No prices in this file: revenue is 0 and the report says why.
+    # No prices in this file: revenue is unknown (not 0) and the report says why.
+    assert arms["A"]["revenue"] is None and arms["A"]["aov"] is None
     assert any("no price" in note for note in report.notes)
+    # The chart falls back to conversion with intervals.
+    from reco_cli.charts import write_chart
+
+    chart = write_chart(report, tmp_path / "conversion.png")
+    assert chart.read_bytes().startswith(b"\x89PNG")
 
 
 def test_unknown_control_arm(arm_events: pl.DataFrame) -> None:

@@ -156,6 +156,10 @@ def test_ctr_table_on_case_22(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("item_id,impressions,clicks,ctr")
     assert lines[1].startswith("i1,4,3,0.75,")
+    assert lines[1].endswith(",false")  # 4 impressions >= report.ctr.min_impressions (2)
+    args = ["report", "ctr", "-c", config, "--by", "item", "-f", "csv", "--min-impressions", "5"]
+    result = runner.invoke(app, args)
+    assert result.stdout.splitlines()[1].endswith(",true")
 
 
 def test_engaged_report_prints_the_caution(tmp_path: Path) -> None:

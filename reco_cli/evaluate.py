@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from . import __version__
 from . import columns as C
-from .bundle import INDEX_FILE, load_bundle, model_pointer
+from .bundle import INDEX_FILE, Bundle, load_bundle, model_pointer
 from .config import EvaluateConfig, RecoConfig, parse_metric_key
 from .errors import InputDataError
 from .index import augment_user, load_index
@@ -361,6 +361,85 @@ def served_scorer(
     return scores_for
 
 
+def bundle_exclusions(bundle: Bundle) -> sp.csr_matrix:
+    """The per-user exclusions `reco recommend` applies, as a users x items matrix."""
+    indices = np.asarray(bundle["exclude_indices"])
+    shape = (len(bundle["user_ids"]), len(bundle["item_ids"]))
+    data = np.ones(len(indices), dtype=np.int8)
+    return sp.csr_matrix((data, indices, np.asarray(bundle["exclude_indptr"])), shape=shape)
+
+
+@dataclass
+class Scored:
+    recs: dict[str, np.ndarray]  # method -> top-k item indices per user (rows of `users`)
+    fell_short: int  # users for whom the index returned too few candidates
+    seconds: dict[str, float]
+
+
+def score_methods(
+    bundle: Bundle,
+    train: pl.DataFrame,
+    inter: Interactions,
+    users: np.ndarray,
+    k: int,
+    cfg: RecoConfig,
+) -> Scored:
+    """Top-k lists for model rows `users` from the served path, exact scoring and baselines,
+    all through the same ranking step and the bundle's exclusions."""
+    started = time.perf_counter()
+    user_vectors = np.asarray(bundle["user_vectors"])
+    item_vectors = np.asarray(bundle["item_vectors"])
+    n_items = len(item_vectors)
+    excluded = bundle_exclusions(bundle)
+    pop = popular_scores(np.asarray(bundle["popular_order"]))
+
+    def exact_scores(rows: np.ndarray) -> np.ndarray:
+        return user_vectors[rows] @ item_vectors.T
+
+    recs: dict[str, np.ndarray] = {}
+    recs["exact"] = rank_users(users, n_items, k, excluded, exact_scores)
+    seconds = {"score_exact_s": time.perf_counter() - started}
+    info = bundle.index_info
+    stats = ServedStats()
+    if info["serve_from"] == "annoy":
+        index = load_index(bundle.path / INDEX_FILE, int(info["dimension"]), n_items)
+        scorer = served_scorer(
+            index,
+            int(info["search_k"]),
+            user_vectors,
+            item_vectors,
+            excluded,
+            cfg.recommend.n_candidates,
+            k,
+            stats,
+        )
+        recs["model"] = rank_users(users, n_items, k, excluded, scorer)
+        index.unload()
+    else:
+        recs["model"] = recs["exact"]
+    seconds["score_served_s"] = time.perf_counter() - started - seconds["score_exact_s"]
+    recs["popular"] = rank_users(
+        users, n_items, k, excluded, lambda rows: np.tile(pop, (len(rows), 1))
+    )
+    bonus = repeat_bonus(train, inter, cfg)
+    base = pop / (n_items + 1)  # below 1: past items (bonus > 2) always come first
+
+    def repeat_scores(rows: np.ndarray) -> np.ndarray:
+        scores = np.tile(base, (len(rows), 1))
+        own = bonus[rows]
+        scores[np.repeat(np.arange(len(rows)), np.diff(own.indptr)), own.indices] = own.data
+        return scores
+
+    recs["repeat"] = rank_users(users, n_items, k, excluded, repeat_scores)
+    rng = np.random.default_rng(cfg.seed)
+    recs["random"] = rank_users(
+        users, n_items, k, excluded, lambda rows: rng.random((len(rows), n_items))
+    )
+    total = time.perf_counter() - started
+    seconds["score_baselines_s"] = total - seconds["score_exact_s"] - seconds["score_served_s"]
+    return Scored(recs, stats.fell_short, {key: round(v, 3) for key, v in seconds.items()})
+
+
 # --- metrics per method ------------------------------------------------------------------------
 
 
@@ -566,15 +645,7 @@ def run_evaluation(
     say("scoring")
     inter = fitted.interactions
     n_users, n_items = inter.shape
-    excluded = sp.csr_matrix(
-        (
-            np.ones(len(bundle["exclude_indices"]), dtype=np.int8),
-            np.asarray(bundle["exclude_indices"]),
-            np.asarray(bundle["exclude_indptr"]),
-        ),
-        shape=inter.shape,
-    )
-    test = build_test_set(split.test, split.train, inter, excluded, cfg)
+    test = build_test_set(split.test, split.train, inter, bundle_exclusions(bundle), cfg)
     counts = test.counts
     if len(test.users) == 0:
         raise InputDataError(
@@ -583,55 +654,12 @@ def run_evaluation(
             f"{counts['cold_item_pairs']} on cold items); check evaluate.positive_events "
             f"{ev.positive_events} and the split"
         )
-    kmax = max(ev.k)
-    user_vectors, item_vectors = fitted.user_vectors, fitted.item_vectors
-    pop_order = np.asarray(bundle["popular_order"])
-    pop = popular_scores(pop_order)
-    users = test.users
-
-    def exact_scores(rows: np.ndarray) -> np.ndarray:
-        return user_vectors[rows] @ item_vectors.T
-
-    recs: dict[str, np.ndarray] = {}
-    recs["exact"] = rank_users(users, n_items, kmax, excluded, exact_scores)
-    lap("score_exact_s")
+    scored = score_methods(bundle, split.train, inter, test.users, max(ev.k), cfg)
+    timings.update(scored.seconds)
+    recs = scored.recs
+    clock = time.perf_counter()
     index_info = bundle.index_info
-    stats = ServedStats()
-    if index_info["serve_from"] == "annoy":
-        index = load_index(bundle_dir / INDEX_FILE, int(index_info["dimension"]), n_items)
-        scorer = served_scorer(
-            index,
-            int(index_info["search_k"]),
-            user_vectors,
-            item_vectors,
-            excluded,
-            cfg.recommend.n_candidates,
-            kmax,
-            stats,
-        )
-        recs["model"] = rank_users(users, n_items, kmax, excluded, scorer)
-        index.unload()
-    else:
-        recs["model"] = recs["exact"]
-    lap("score_served_s")
-    recs["popular"] = rank_users(
-        users, n_items, kmax, excluded, lambda rows: np.tile(pop, (len(rows), 1))
-    )
-    bonus = repeat_bonus(split.train, inter, cfg)
-    base = pop / (n_items + 1)  # below 1: past items (bonus > 2) always come first
-
-    def repeat_scores(rows: np.ndarray) -> np.ndarray:
-        scores = np.tile(base, (len(rows), 1))
-        own = bonus[rows]
-        scores[np.repeat(np.arange(len(rows)), np.diff(own.indptr)), own.indices] = own.data
-        return scores
-
-    recs["repeat"] = rank_users(users, n_items, kmax, excluded, repeat_scores)
-    rng = np.random.default_rng(cfg.seed)
-    recs["random"] = rank_users(
-        users, n_items, kmax, excluded, lambda rows: rng.random((len(rows), n_items))
-    )
-    lap("score_baselines_s")
+    pop_order = np.asarray(bundle["popular_order"])
 
     say("computing metrics")
     share = np.asarray((inter.weights > 0).sum(axis=0)).ravel() / max(n_users, 1)
@@ -648,7 +676,7 @@ def run_evaluation(
         ci = bootstrap_ci(per_user[ev.headline], ev.bootstrap, cfg.seed)
         headline["ci95"][name] = [round(v, 6) for v in ci] if ci else None
     headline["value"] = round(methods["model"][ev.headline], 6)
-    cold_block = _cold_users(test, pop_order, kmax, ev.k, share, cfg)
+    cold_block = _cold_users(test, pop_order, max(ev.k), ev.k, share, cfg)
     lap("metrics_s")
 
     gates = check_gates(methods, ev, saved, str(against) if against else "the saved run")
@@ -656,9 +684,9 @@ def run_evaluation(
     notes = list(split.info.pop("notes", []))
     if index_info["serve_from"] == "exact":
         notes.append("the served candidate path is exact scoring: model and exact are identical")
-    if stats.fell_short:
+    if scored.fell_short:
         notes.append(
-            f"for {stats.fell_short} users the index returned too few candidates after "
+            f"for {scored.fell_short} users the index returned too few candidates after "
             "exclusions and the whole catalogue was scored (as reco recommend does)"
         )
     if saved is not None and saved.get("data", {}).get("events_sha256") != fingerprint.get(
@@ -682,7 +710,7 @@ def run_evaluation(
             "removed_test_pairs_total": counts["excluded_pairs"],
         },
         "candidate_path": {k: v for k, v in index_info.items() if k != "tried"}
-        | {"index_fell_short_users": stats.fell_short},
+        | {"index_fell_short_users": scored.fell_short},
         "k": ev.k,
         "headline": headline,
         "methods": {name: _rounded(values) for name, values in methods.items()},

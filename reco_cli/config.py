@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import columns as C
 from .errors import ConfigError
@@ -312,32 +320,39 @@ class EvaluateConfig(StrictModel):
             raise ValueError("list at least one cut-off, e.g. [5, 10, 20]")
         return sorted(set(value))
 
+    @field_validator("headline")
+    @classmethod
+    def _headline(cls, value: str, info: ValidationInfo) -> str:
+        base, metric, _ = _metric_key(value, info.data.get("k", []))
+        if base is not None or metric not in PER_USER_METRICS:
+            raise ValueError(
+                f"{value!r} must be a per-user metric of the model "
+                f"({', '.join(PER_USER_METRICS)}), e.g. ndcg@10"
+            )
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: dict[str, GateConfig], info: ValidationInfo) -> dict[str, GateConfig]:
+        for key, gate in value.items():
+            base, _, _ = _metric_key(key, info.data.get("k", []))
+            if base is not None and gate.max_drop is not None:
+                raise ValueError(f"{key}: max_drop applies to plain metrics such as ndcg@10")
+        return value
+
     @model_validator(mode="after")
-    def _keys(self) -> EvaluateConfig:
+    def _split_keys(self) -> EvaluateConfig:
         if self.split == "last_n" and (self.cutoff is not None or self.test_days is not None):
             raise ValueError("cutoff and test_days apply to split: time, not last_n")
         if self.cutoff is not None and self.test_days is not None:
             raise ValueError("give either cutoff or test_days, not both")
-        base, metric, _ = _metric_key(self.headline, "headline", self.k)
-        if base is not None or metric not in PER_USER_METRICS:
-            raise ValueError(
-                f"headline: {self.headline!r} must be a per-user metric of the model "
-                f"({', '.join(PER_USER_METRICS)}), e.g. ndcg@10"
-            )
-        for key, gate in self.gates.items():
-            base, _, _ = _metric_key(key, f"gates.{key}", self.k)
-            if base is not None and gate.max_drop is not None:
-                raise ValueError(f"gates.{key}: max_drop applies to plain metrics such as ndcg@10")
         return self
 
 
-def _metric_key(key: str, where: str, ks: list[int]) -> tuple[str | None, str, int]:
-    try:
-        base, metric, k = parse_metric_key(key)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+def _metric_key(key: str, ks: list[int]) -> tuple[str | None, str, int]:
+    base, metric, k = parse_metric_key(key)
     if k not in ks:
-        raise ValueError(f"{where}: k={k} is not in evaluate.k {ks}")
+        raise ValueError(f"{key!r}: k={k} is not in evaluate.k {ks}")
     return base, metric, k
 
 

@@ -487,8 +487,24 @@ def load_saved_run(path: Path) -> dict[str, Any]:
     return saved
 
 
-def _fmt(value: float) -> str:
-    return f"{value:+.4f}" if np.isfinite(value) else str(value)
+def _gate(
+    gate: str, kind: str, value: float, bound: str, limit: float, ok: bool, detail: str = ""
+) -> dict[str, Any]:
+    shown = f"{value:+.4f}" if kind != "absolute" and np.isfinite(value) else f"{value:.4f}"
+    relation = {"min": (">=", "is below"), "max": ("<=", "is above")}.get(
+        bound, ("within", "exceeds")
+    )[0 if ok else 1]
+    return {
+        "gate": gate,
+        "kind": kind,
+        "value": _finite(value),
+        "bound": bound,
+        "limit": limit,
+        "passed": bool(ok),
+        "detail": detail,
+        "message": f"{gate}: {shown} {relation} {bound} {limit:g}"
+        + (f" ({detail})" if detail else ""),
+    }
 
 
 def check_gates(
@@ -500,22 +516,6 @@ def check_gates(
     """Every configured bound, checked on the model's warm-user point estimates."""
     results: list[dict[str, Any]] = []
     model = methods["model"]
-
-    def add(
-        gate: str, kind: str, value: float, bound: str, limit: float, ok: bool, text: str
-    ) -> None:
-        results.append(
-            {
-                "gate": gate,
-                "kind": kind,
-                "value": _finite(value),
-                "bound": bound,
-                "limit": limit,
-                "passed": bool(ok),
-                "message": text,
-            }
-        )
-
     drops: list[tuple[str, float]] = []
     for key, gate in ev.gates.items():
         base, metric, k = parse_metric_key(key)
@@ -524,56 +524,26 @@ def check_gates(
             value, kind, detail = model[name], "absolute", ""
         else:
             value, kind = lift(model[name], methods[base][name]), "lift"
-            detail = f" (model {model[name]:.4f} vs {base} {methods[base][name]:.4f})"
+            detail = f"model {model[name]:.4f} vs {base} {methods[base][name]:.4f}"
         if gate.min is not None:
-            ok = value >= gate.min
-            verb = ">=" if ok else "is below"
-            add(
-                key,
-                kind,
-                value,
-                "min",
-                gate.min,
-                ok,
-                f"{key} {_fmt(value)} {verb} min {gate.min:g}{detail}",
-            )
+            results.append(_gate(key, kind, value, "min", gate.min, value >= gate.min, detail))
         if gate.max is not None:
-            ok = value <= gate.max
-            verb = "<=" if ok else "is above"
-            add(
-                key,
-                kind,
-                value,
-                "max",
-                gate.max,
-                ok,
-                f"{key} {_fmt(value)} {verb} max {gate.max:g}{detail}",
-            )
+            results.append(_gate(key, kind, value, "max", gate.max, value <= gate.max, detail))
         if gate.max_drop is not None:
             drops.append((name, gate.max_drop))
-    if saved is not None:
-        if not drops:
-            drops = [(ev.headline, ev.max_drop)]
-        before = saved["methods"]["model"]
-        for name, max_drop in drops:
-            if name not in before or before[name] is None:
-                raise InputDataError(
-                    f"--against: {saved_name} has no {name} (it was evaluated at other k or "
-                    "metrics); compare runs evaluated with the same evaluate.k"
-                )
-            drop = before[name] - model[name]
-            ok = drop <= max_drop + 1e-12
-            verb = "within" if ok else "exceeds"
-            add(
-                f"{name} vs saved",
-                "against",
-                model[name],
-                "max_drop",
-                max_drop,
-                ok,
-                f"{name} {model[name]:.4f} vs {before[name]:.4f} in {saved_name}: drop "
-                f"{drop:+.4f} {verb} max_drop {max_drop:g}",
+    if saved is None:
+        return results
+    before = saved["methods"]["model"]
+    for name, max_drop in drops or [(ev.headline, ev.max_drop)]:
+        if before.get(name) is None:
+            raise InputDataError(
+                f"--against: {saved_name} has no {name} (it was evaluated at other k or "
+                "metrics); compare runs evaluated with the same evaluate.k"
             )
+        drop = before[name] - model[name]
+        detail = f"{model[name]:.4f} now, {before[name]:.4f} in {saved_name}"
+        ok = drop <= max_drop + 1e-12
+        results.append(_gate(f"{name} drop", "against", drop, "max_drop", max_drop, ok, detail))
     return results
 
 

@@ -366,13 +366,17 @@ def evaluation_report(result: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(_headline_line(result))
     if result["gates"]:
-        gates = Table(title="Gates", title_justify="left")
-        gates.add_column("gate")
-        gates.add_column("result")
-        gates.add_column("detail")
+        gates = Table(
+            title="Gates (warm-user point estimates)", title_justify="left", box=box.SIMPLE_HEAD
+        )
+        for col in ("gate", "value", "bound", "result", "detail"):
+            gates.add_column(
+                col, justify="right" if col == "value" else "left", no_wrap=col != "detail"
+            )
         for g in result["gates"]:
             verdict = "[green]pass[/]" if g["passed"] else "[bold red]FAIL[/]"
-            gates.add_row(g["gate"], verdict, g["message"])
+            value = "inf" if g["value"] is None else f"{g['value']:.4f}"
+            gates.add_row(g["gate"], value, f"{g['bound']} {g['limit']:g}", verdict, g["detail"])
         console.print(gates)
     else:
         console.print("no gates configured (evaluate.gates)")
@@ -401,10 +405,10 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
             key = f"{name}@{k}"
             lines.append(f"| {key} | " + " | ".join(_num(m.get(key)) for _, m in cols) + " |")
     if result["gates"]:
-        lines += ["", "| gate | result | detail |", "|---|---|---|"]
+        lines += ["", "| gate | result |", "|---|---|"]
         for g in result["gates"]:
             lines.append(
-                f"| {g['gate']} | {'pass' if g['passed'] else '**FAIL**'} | {g['message']} |"
+                f"| {g['gate']} | {'pass' if g['passed'] else '**FAIL**'}: {g['message']} |"
             )
     lines += ["", *(f"> note: {n}" for n in result["notes"])]
     return "\n".join(lines).rstrip() + "\n"

@@ -94,10 +94,11 @@ def main() -> int:
     from lightfm.evaluation import precision_at_k, recall_at_k
 
     from reco_cli.config import load_config
-    from reco_cli.evaluate import build_test_set, rank_users, split_events, summarise
+    from reco_cli.evaluate import build_test_set, rank_users, summarise
     from reco_cli.ingest import run_ingest
     from reco_cli.interactions import exclusion_matrix
     from reco_cli.model import fit
+    from reco_cli.splits import split_events
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "movielens.yaml"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,146 +31,20 @@ from .index import augment_user, load_index
 from .interactions import WEIGHT_COL, Interactions, aggregate_pairs, exclusion_matrix
 from .interactions import weighted_events as weigh
 from .metrics import PAD, bootstrap_ci, hit_matrix, list_metrics, per_user_metrics, top_k
+from .splits import positive_filter, split_events
 
 EVAL_DIR = "eval"
 RESULT_FILE = "evaluation.json"
 METHODS = ("model", "exact", "popular", "repeat", "random")
-# Cells of one score batch (users x items): bounds memory at about 64 MB of float32.
-_BATCH_CELLS = 1 << 24
+# Cells of one score batch (users x items): 16 MB of float32 scores (argpartition's index
+# array and copies make the peak about five times that).
+_BATCH_CELLS = 1 << 22
 
 Status = Callable[[str], None]
 
 
 def eval_dir(workdir: Path) -> Path:
     return workdir / EVAL_DIR
-
-
-# --- splits ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Split:
-    train: pl.DataFrame
-    test: pl.DataFrame
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def positive_filter(cfg: RecoConfig) -> pl.Expr:
-    """Which events count as test positives: configured types, identified users, high ratings."""
-    keep = pl.col(C.USER_ID).is_not_null() & pl.col(C.EVENT_TYPE).is_in(
-        cfg.evaluate.positive_events
-    )
-    min_rating = cfg.positive_min_rating
-    if min_rating is not None:
-        # A rating event is a positive only when its rating is known and high enough.
-        high = (pl.col(C.RATING) >= min_rating).fill_null(False)
-        keep = keep & ((pl.col(C.EVENT_TYPE) != C.RATING_EVENT) | high)
-    return keep
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
-
-
-def _span(frame: pl.DataFrame) -> dict[str, Any]:
-    ts = frame.get_column(C.TIMESTAMP)
-    return {"events": frame.height, "first": _iso(ts.min()), "last": _iso(ts.max())}
-
-
-def split_events(events: pl.DataFrame, cfg: RecoConfig) -> Split:
-    """Split by the configured strategy; events without a timestamp cannot be placed: dropped."""
-    dated = events.filter(pl.col(C.TIMESTAMP).is_not_null())
-    if dated.height == 0:
-        raise InputDataError("no event has a timestamp: an evaluation split needs event times")
-    ev = cfg.evaluate
-    if ev.split == "time":
-        split = time_split(dated, ev)
-    else:
-        split = last_n_split(dated, ev.last_n, positive_filter(cfg))
-    split.info["undated_events_dropped"] = events.height - dated.height
-    return split
-
-
-def time_split(events: pl.DataFrame, ev: EvaluateConfig) -> Split:
-    """Everything before the cut trains, everything at or after it is test."""
-    ts = events.get_column(C.TIMESTAMP)
-    first, last = ts.min(), ts.max()
-    assert isinstance(first, datetime) and isinstance(last, datetime)
-    if ev.cutoff is not None:
-        cutoff, rule = ev.cutoff, "explicit cutoff (evaluate.cutoff)"
-    elif ev.test_days is not None:
-        cutoff, rule = last - timedelta(days=ev.test_days), f"last {ev.test_days:g} days"
-    else:
-        cutoff, rule = first + (last - first) * 0.8, "last fifth of the time span"
-    train = events.filter(pl.col(C.TIMESTAMP) < cutoff)
-    test = events.filter(pl.col(C.TIMESTAMP) >= cutoff)
-    where = f"the cut at {cutoff.isoformat()} ({rule}; events span {first} .. {last})"
-    if train.height == 0:
-        raise InputDataError(f"{where} leaves no training events; move evaluate.cutoff later")
-    if test.height == 0:
-        raise InputDataError(f"{where} leaves no test events; move evaluate.cutoff earlier")
-    train_last = train.get_column(C.TIMESTAMP).max()
-    test_first = test.get_column(C.TIMESTAMP).min()
-    assert isinstance(train_last, datetime) and isinstance(test_first, datetime)
-    # The guarantee the report prints: nothing at or after the cut is trained on.
-    if not train_last < cutoff <= test_first:
-        raise AssertionError(f"split leaks: last train {train_last}, cut {cutoff}")
-    info: dict[str, Any] = {
-        "strategy": "time",
-        "rule": rule,
-        "cutoff": cutoff.astimezone(UTC).isoformat(),
-        "train": _span(train),
-        "test": _span(test),
-        "check": "last training event < cutoff <= first test event",
-        "notes": [],
-    }
-    share = test.height / events.height
-    if share > 0.5:
-        info["notes"].append(
-            f"the test part holds {share:.0%} of the events: the time span may be stretched by a "
-            "few outlying timestamps; set evaluate.test_days or evaluate.cutoff"
-        )
-    return Split(train, test, info)
-
-
-def last_n_split(events: pl.DataFrame, n: int, positive: pl.Expr) -> Split:
-    """Each user's last n positive events, and everything of theirs from then on, are test."""
-    cuts = (
-        events.filter(positive)
-        .with_columns(
-            pl.col(C.TIMESTAMP).rank("ordinal", descending=True).over(C.USER_ID).alias("__r")
-        )
-        .filter(pl.col("__r") <= n)
-        .group_by(C.USER_ID)
-        .agg(pl.col(C.TIMESTAMP).min().alias("__cut"))
-    )
-    marked = events.join(cuts, on=C.USER_ID, how="left")
-    in_test = pl.col("__cut").is_not_null() & (pl.col(C.TIMESTAMP) >= pl.col("__cut"))
-    train = marked.filter(~in_test).drop("__cut")
-    test = marked.filter(in_test).drop("__cut")
-    if test.height == 0:
-        raise InputDataError("the last-N split found no positive events to hold out")
-    if train.height == 0:
-        raise InputDataError("the last-N split leaves no training events; lower evaluate.last_n")
-    test_first = test.get_column(C.TIMESTAMP).min()
-    leaked = train.filter(pl.col(C.TIMESTAMP) > test_first).height
-    info: dict[str, Any] = {
-        "strategy": "last_n",
-        "rule": f"each user's last {n} positive event(s) and their later events",
-        "last_n": n,
-        "train": _span(train),
-        "test": _span(test),
-        "train_events_after_first_test_event": leaked,
-        "check": "per user: last training event < first test event",
-        "notes": [
-            f"{leaked} training events are later than the first test event (other users' "
-            "future): a per-user split lets the model learn from the global future; prefer "
-            "split: time for numbers that predict production"
-        ]
-        if leaked
-        else [],
-    }
-    return Split(train, test, info)
 
 
 # --- ground truth ------------------------------------------------------------------------------
@@ -582,8 +456,7 @@ def run_evaluation(
     ev = cfg.evaluate
     saved = load_saved_run(against) if against is not None else None
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    started = clock
+    clock = started = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -601,6 +474,8 @@ def run_evaluation(
     say(f"training on {split.train.height:,} events before the cut")
     fitted = fit(split.train, items, cfg)
     lap("train_s")
+    # The evaluation model is a complete bundle of its own, built exactly as `reco train` builds
+    # one (exclusions, popularity, index and the candidate-path decision), from the past only.
     say("building the candidate index")
     out_dir = eval_dir(workdir)
     fingerprint = data_fingerprint(workdir, events)
@@ -614,7 +489,6 @@ def run_evaluation(
 
     say("scoring")
     inter = fitted.interactions
-    n_users, n_items = inter.shape
     test = build_test_set(split.test, split.train, inter, bundle_exclusions(bundle), cfg)
     counts = test.counts
     if len(test.users) == 0:
@@ -626,51 +500,31 @@ def run_evaluation(
         )
     scored = score_methods(bundle, split.train, inter, test.users, max(ev.k), cfg)
     timings.update(scored.seconds)
-    recs = scored.recs
     clock = time.perf_counter()
-    index_info = bundle.index_info
-    pop_order = np.asarray(bundle["popular_order"])
 
     say("computing metrics")
-    share = np.asarray((inter.weights > 0).sum(axis=0)).ravel() / max(n_users, 1)
+    share = np.asarray((inter.weights > 0).sum(axis=0)).ravel() / max(inter.shape[0], 1)
     methods: dict[str, dict[str, float]] = {}
-    headline: dict[str, Any] = {
-        "metric": ev.headline,
-        "resamples": ev.bootstrap,
-        "level": 0.95,
-        "ci95": {},
-    }
+    intervals: dict[str, list[float] | None] = {}
     for name in METHODS:
-        means, per_user = summarise(recs[name], test.positives, ev.k, share)
-        methods[name] = means
+        methods[name], per_user = summarise(scored.recs[name], test.positives, ev.k, share)
         ci = bootstrap_ci(per_user[ev.headline], ev.bootstrap, cfg.seed)
-        headline["ci95"][name] = [round(v, 6) for v in ci] if ci else None
-    headline["value"] = round(methods["model"][ev.headline], 6)
+        intervals[name] = [round(v, 6) for v in ci] if ci else None
+    pop_order = np.asarray(bundle["popular_order"])
     cold_block = _cold_users(test, pop_order, max(ev.k), ev.k, share, cfg)
     lap("metrics_s")
 
     gates = check_gates(methods, ev, saved, str(against) if against else "the saved run")
     timings["total_s"] = round(time.perf_counter() - started, 3)
-    notes = list(split.info.pop("notes", []))
-    if index_info["serve_from"] == "exact":
-        notes.append("the served candidate path is exact scoring: model and exact are identical")
-    if scored.fell_short:
-        notes.append(
-            f"for {scored.fell_short} users the index returned too few candidates after "
-            "exclusions and the whole catalogue was scored (as reco recommend does)"
-        )
-    if saved is not None and saved.get("data", {}).get("events_sha256") != fingerprint.get(
-        "events_sha256"
-    ):
-        notes.append(f"{against} was evaluated on different events: the comparison mixes data")
+    index_info = bundle.index_info
     result: dict[str, Any] = {
         "reco_version": __version__,
         "created_at": datetime.now(UTC).isoformat(),
         "data": fingerprint,
         "split": split.info,
         "counts": {
-            "train_users": n_users,
-            "train_items": n_items,
+            "train_users": inter.shape[0],
+            "train_items": inter.shape[1],
             "train_interactions": int(inter.weights.nnz),
         }
         | counts,
@@ -682,11 +536,17 @@ def run_evaluation(
         "candidate_path": {k: v for k, v in index_info.items() if k != "tried"}
         | {"index_fell_short_users": scored.fell_short},
         "k": ev.k,
-        "headline": headline,
+        "headline": {
+            "metric": ev.headline,
+            "value": round(methods["model"][ev.headline], 6),
+            "level": 0.95,
+            "resamples": ev.bootstrap,
+            "ci95": intervals,
+        },
         "methods": {name: _rounded(values) for name, values in methods.items()},
         "lift": {
             base: _rounded(
-                {key: lift(methods["model"][key], methods[base][key]) for key in methods[base]}
+                {key: lift(methods["model"][key], v) for key, v in methods[base].items()}
             )
             for base in METHODS[1:]
         },
@@ -702,11 +562,39 @@ def run_evaluation(
         },
         "model_dir": str(bundle_dir),
         "timings": timings,
-        "notes": notes,
+        "notes": _notes(split.info, index_info, scored.fell_short, saved, against, fingerprint),
     }
     atomic_write_text(out_dir / RESULT_FILE, json.dumps(result, indent=2, default=str) + "\n")
     result["output"] = str(out_dir / RESULT_FILE)
     return result
+
+
+def _notes(
+    split_info: dict[str, Any],
+    index_info: dict[str, Any],
+    fell_short: int,
+    saved: dict[str, Any] | None,
+    against: Path | None,
+    fingerprint: dict[str, Any],
+) -> list[str]:
+    notes = list(split_info.pop("notes", []))
+    if index_info["serve_from"] == "exact":
+        notes.append("the served candidate path is exact scoring: model and exact are identical")
+    if fell_short:
+        notes.append(
+            f"for {fell_short} users the index returned too few candidates after exclusions and "
+            "the whole catalogue was scored (as reco recommend does)"
+        )
+    if saved is not None:
+        if saved.get("data", {}).get("events_sha256") != fingerprint.get("events_sha256"):
+            notes.append(f"{against} was evaluated on other events: the comparison mixes data")
+        before = saved.get("split", {})
+        if (before.get("rule"), before.get("cutoff")) != (
+            split_info.get("rule"),
+            split_info.get("cutoff"),
+        ):
+            notes.append(f"{against} used another split: the comparison mixes test sets")
+    return notes
 
 
 def _cold_users(

@@ -22,12 +22,12 @@ from reco_cli.evaluate import (
     eval_dir,
     run_evaluation,
     score_methods,
-    split_events,
 )
 from reco_cli.ingest import run_ingest
 from reco_cli.interactions import build_interactions
 from reco_cli.metrics import PAD
 from reco_cli.rank import Recommender
+from reco_cli.splits import split_events
 
 CASES = DATA / "cases"
 SMALL_TRAIN = {"no_components": 4, "epochs": 5, "num_threads": 1}

@@ -21,8 +21,11 @@ demo: install
 	$(RECO) train -c $(CONFIG)
 	$(RECO) inspect -c $(CONFIG)
 	$(RECO) recommend -c $(CONFIG) --user 12583 -k 10
-	$(RECO) recommend -c $(CONFIG) --user 17841 -k 5 --format json
-	$(RECO) recommend -c $(CONFIG) --user no-such-customer -k 5
+	$(RECO) recommend -c $(CONFIG) --user 14911 -k 5
+	$(RECO) recommend -c $(CONFIG) --user 17841 -k 3 --format json
+	printf '12583\n14911\n13089\n' > $(VENV)/demo-users.txt
+	$(RECO) recommend -c $(CONFIG) --users-file $(VENV)/demo-users.txt -k 3 --format csv
+	$(RECO) recommend -c $(CONFIG) --user no-such-customer -k 3
 
 lint: install
 	$(BIN)/ruff check reco_cli tests bench

@@ -62,6 +62,19 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
+def config_drift(trained: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Settings that differ between the bundle's config snapshot and the current config."""
+    drift = []
+    for key in sorted(set(trained) | set(current)):
+        a, b = trained.get(key), current.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            drift.extend(config_drift(a, b, f"{path}."))
+        elif a != b:
+            drift.append(f"{path}={a!r} (config now: {b!r})")
+    return drift
+
+
 def model_pointer(workdir: Path) -> Path:
     return workdir / "model"
 

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from .errors import EXIT_INTERNAL, RecoError
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, RecoError
 
 app = typer.Typer(
     name="reco",
@@ -33,7 +34,16 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-out = Console(highlight=False, soft_wrap=False)
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # `reco ... | head` closed the pipe: stop quietly with the shell's SIGPIPE status, not 1
+        # (which means "a gate failed").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+out = _Stdout(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
 _state: dict[str, Any] = {"debug": False}
 
@@ -88,7 +98,7 @@ def guarded() -> Iterator[None]:
         if _state["debug"]:
             traceback.print_exc(file=sys.stderr)
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            err.print(f"[bold red]Error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]Error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
@@ -99,6 +109,10 @@ def guarded() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def note(message: str) -> None:
+    err.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _load(config: Path, workdir: Path | None, overrides: dict[str, Any] | None = None) -> Any:
@@ -112,7 +126,7 @@ def _load(config: Path, workdir: Path | None, overrides: dict[str, Any] | None =
 
 def _status(msg: str) -> None:
     if err.is_terminal:
-        err.print(f"[dim]{msg}...[/]")
+        err.print(f"[dim]{escape(msg)}...[/]")
 
 
 @app.command(
@@ -140,14 +154,27 @@ def ingest(
             out.print_json(render.to_json(result.report))
         else:
             render.ingest_summary(result.report, out)
-            out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}")
+            out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}", markup=False)
 
 
-@app.command(epilog="Example: reco train -c configs/default.yaml --epochs 30")
+@app.command(
+    epilog=(
+        "Examples: reco train -c configs/default.yaml --epochs 30\n\n"
+        "  reco ingest -c configs/default.yaml && reco train -c configs/default.yaml --update"
+    )
+)
 def train(
     config: ConfigOpt = Path("configs/default.yaml"),
     workdir: WorkdirOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.", min=1)] = None,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Continue the current model on events newer than it (train.update_epochs) "
+            "instead of starting from scratch.",
+        ),
+    ] = False,
     fmt: Annotated[
         Fmt, typer.Option("--format", "-f", help="Summary as table or json.")
     ] = Fmt.table,
@@ -155,7 +182,8 @@ def train(
     """Fit LightFM on the ingested events, build the candidate index, publish a new bundle.
 
     The bundle is written to <workdir>/models/<version>/ and <workdir>/model is switched to it
-    atomically. Exit 7 if training diverges (no model is written then).
+    atomically. Exit 7 if training diverges (no model is written then). --update keeps what the
+    current model learnt and trains only on the new events (the feedback loop).
     """
     with guarded():
         overrides = {"train.epochs": epochs} if epochs else {}
@@ -163,7 +191,7 @@ def train(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         from . import render
-        from .model import train_model
+        from .model import NothingToUpdate, train_model
 
         with Progress(
             "[progress.description]{task.description}",
@@ -174,12 +202,17 @@ def train(
             disable=not err.is_terminal,
             transient=False,
         ) as progress:
-            task = progress.add_task("training epochs", total=cfg.train.epochs)
+            total = cfg.train.update_epochs if update else cfg.train.epochs
+            task = progress.add_task("training epochs", total=total)
 
             def on_epoch(done: int, total: int) -> None:
                 progress.update(task, completed=done)
 
-            result = train_model(cfg, on_epoch=on_epoch)
+            try:
+                result = train_model(cfg, on_epoch=on_epoch, update=update)
+            except NothingToUpdate as exc:
+                note(str(exc))
+                return
         if fmt is Fmt.json:
             out.print_json(render.to_json(result.manifest))
         else:
@@ -245,6 +278,7 @@ def recommend(
         from .rank import Recommender
 
         recommender = Recommender.open(cfg.workdir_path)
+        _warn_if_config_changed(recommender.bundle.manifest, cfg)
         k_value = k or cfg.recommend.k
         mode = (fallback.value if fallback else None) or cfg.recommend.fallback
         results = [recommender.recommend(u, k_value, mode) for u in users]
@@ -262,7 +296,22 @@ def recommend(
                 render.recommendations_table(res, out)
         for res in results:
             if res.fallback and fmt is not Fmt.table:
-                err.print(f"note: {res.notes[0]}", soft_wrap=True)
+                note(res.notes[0])
+
+
+def _warn_if_config_changed(manifest: dict[str, Any], cfg: Any) -> None:
+    """The bundle is self-consistent (its index matches its vectors); a changed config only
+    takes effect after retraining, so say so rather than serve silently."""
+    from .bundle import config_drift
+
+    current = cfg.model_dump(mode="json")
+    trained = manifest.get("config", {})
+    drift = []
+    for section in ("train", "index"):
+        drift += config_drift(trained.get(section, {}), current.get(section, {}), f"{section}.")
+    if drift:
+        shown = "; ".join(drift[:3]) + (f"; {len(drift) - 3} more" if len(drift) > 3 else "")
+        note(f"the model was trained with {shown}; run `reco train` to apply")
 
 
 @app.command(epilog="Example: reco inspect -c configs/default.yaml --format json")
@@ -340,4 +389,8 @@ def main() -> None:
     # Rich and Typer colour only on a terminal; CI and pipes get plain text.
     if not sys.stdout.isatty():
         os.environ.setdefault("TERM", "dumb")
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)

@@ -26,7 +26,7 @@ from pydantic import (
 from . import columns as C
 from .errors import ConfigError
 
-DEFAULT_NULL_VALUES = ["", "NA", "NULL", "null", "N/A", "NaN", "nan", "None"]
+DEFAULT_NULL_VALUES = ["", "NA", "NULL", "null", "N/A"]
 TIMESTAMP_KEYWORDS = ("auto", "iso8601", "unix_s", "unix_ms")
 EventType = Literal[
     "view",
@@ -116,6 +116,18 @@ class SourceConfig(StrictModel):
         return [fmt] if isinstance(fmt, str) else list(fmt)
 
 
+class TimeWindow(StrictModel):
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give an offset, e.g. 2017-11-25T00:00:00+08:00 or ...Z")
+        return value
+
+
 class EventsSource(SourceConfig):
     default_event_type: EventType = "view"
     event_types: dict[str, EventType] = Field(default_factory=dict)
@@ -124,6 +136,8 @@ class EventsSource(SourceConfig):
     exclude_event_types: list[EventType] = Field(default_factory=list)
     # Rows whose price is at or below this are excluded by config (e.g. 0 for stock adjustments).
     exclude_price_at_most: float | None = None
+    # Events outside [start, end) are excluded by config (e.g. a dataset's documented window).
+    time_window: TimeWindow | None = None
     # What an empty value in a mapped `weight` column means; NaN, inf and negatives are rejected.
     empty_weight: NonNegative = 1.0
 
@@ -137,8 +151,6 @@ class EventsSource(SourceConfig):
             )
         if C.ITEM_ID not in value:
             raise ValueError("columns.item_id is required (the column holding the item id)")
-        if C.TIMESTAMP not in value:
-            raise ValueError("columns.timestamp is required (the column holding the event time)")
         if C.USER_ID not in value and C.SESSION_ID not in value:
             raise ValueError("columns needs user_id or session_id (or both)")
         return value
@@ -202,6 +214,8 @@ class TrainConfig(StrictModel):
     no_components: Annotated[int, Field(gt=0, le=1024)] = 64
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
     epochs: Annotated[int, Field(gt=0)] = 20
+    # Epochs over the new events only, for `reco train --update`.
+    update_epochs: Annotated[int, Field(gt=0)] = 5
     item_alpha: NonNegative = 0.0
     user_alpha: NonNegative = 0.0
     max_sampled: Annotated[int, Field(gt=0)] = 10

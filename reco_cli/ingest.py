@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -27,6 +27,7 @@ from .readers import (
     RAGGED,
     ROW,
     SourceFile,
+    file_format,
     line_number,
     read_source_file,
     resolve_paths,
@@ -107,7 +108,7 @@ def run_ingest(
                 src,
                 "data.events",
                 dict(src.columns),
-                [[C.ITEM_ID], [C.TIMESTAMP], [C.USER_ID, C.SESSION_ID]],
+                [[C.ITEM_ID], [C.USER_ID, C.SESSION_ID]],
                 tmp,
                 native_timestamp=C.TIMESTAMP,
             )
@@ -120,7 +121,7 @@ def run_ingest(
     kept = combined.filter(pl.col(KIND) == "kept")
     events = _build_sessions(kept, src, cfg.data.session_gap_minutes)
     events = _canonical_events(events)
-    rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"))
+    rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"), list(src.columns))
     report = _report(cfg, files, combined, events, rejects, items, notes, timestamp_notes, now)
     _check_reject_share(report, rejects, cfg.data.max_reject_fraction)
     result = IngestResult(report, events, rejects, items[0] if items else None, notes=notes)
@@ -222,6 +223,14 @@ def _normalise_file(
         exclusions.append((pl.col(C.USER_ID).is_in(src.exclude_users), "excluded user (config)"))
     if src.exclude_event_types:
         exclusions.append((event.is_in(src.exclude_event_types), "excluded event type (config)"))
+    if src.time_window is not None:
+        win = src.time_window
+        outside = pl.lit(False)
+        if win.start is not None:
+            outside = outside | (ts < pl.lit(win.start).cast(UTC_DTYPE))
+        if win.end is not None:
+            outside = outside | (ts >= pl.lit(win.end).cast(UTC_DTYPE))
+        exclusions.append((outside, "outside data.events.time_window (config)"))
     if src.exclude_price_at_most is not None and C.PRICE in src.columns:
         cap = src.exclude_price_at_most
         exclusions.append((numbers[C.PRICE] <= cap, f"price at or below {cap:g} (config)"))
@@ -233,14 +242,13 @@ def _normalise_file(
         event.alias(C.EVENT_TYPE),
         *[v.alias(k) for k, v in numbers.items()],
         pl.lit(part.path).alias(C.SOURCE_FILE),
-        line_number(pl.col(ROW), _has_header(part)),
+        line_number(pl.col(ROW), src.has_header and file_format(part.path, src) != "parquet"),
         pl.lit(idx, pl.Int32).alias(FILE_IDX),
     )
     # A deliberate exclusion wins over a reject: such rows never count towards the reject share.
     frame = frame.with_columns(
         pl.when(pl.col(EXCLUDE).is_not_null()).then(None).otherwise(pl.col(REJECT)).alias(REJECT)
     )
-    raw_names = [f"raw_{c}" for c in src.columns if f"raw_{c}" in frame.columns]
     for c in C.EVENT_COLUMNS:
         if f"raw_{c}" not in frame.columns:
             frame = frame.with_columns(pl.lit(None, pl.String).alias(f"raw_{c}"))
@@ -253,12 +261,7 @@ def _normalise_file(
         EXCLUDE,
         *[f"raw_{c}" for c in C.EVENT_COLUMNS],
     ]
-    del raw_names
     return frame.select(keep).with_columns(pl.col(C.TIMESTAMP).cast(UTC_DTYPE))
-
-
-def _has_header(part: SourceFile) -> bool:
-    return bool(part.header) and not part.path.lower().endswith((".parquet", ".pq"))
 
 
 def _first_reason(pairs: list[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
@@ -275,6 +278,11 @@ def _timestamp_exprs(
     part: SourceFile, frame: pl.DataFrame, src: EventsSource, ts_notes: dict[str, Any]
 ) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr | str]]]:
     """The UTC timestamp expression and its reject reasons, after checking the column as a whole."""
+    if C.TIMESTAMP not in src.columns:
+        # An export without times (user, item[, weight]) trains fine; splits, sessions and
+        # reports that need time say so when asked.
+        ts_notes["no_timestamp_column"] = True
+        return pl.lit(None, UTC_DTYPE), []
     col = src.columns[C.TIMESTAMP]
     where = f"{part.path}: column {col!r}"
     if NATIVE_TS in frame.columns:  # Parquet with a real timestamp column
@@ -378,7 +386,11 @@ def _mark_duplicates(frame: pl.DataFrame, src: EventsSource) -> pl.DataFrame:
 
 def _build_sessions(events: pl.DataFrame, src: EventsSource, gap_minutes: float) -> pl.DataFrame:
     """Give events without a session id one built per user from the inactivity gap."""
-    needs = pl.col(C.SESSION_ID).is_null() & pl.col(C.USER_ID).is_not_null()
+    needs = (
+        pl.col(C.SESSION_ID).is_null()
+        & pl.col(C.USER_ID).is_not_null()
+        & pl.col(C.TIMESTAMP).is_not_null()
+    )
     if events.select(needs.any()).item() is not True:
         return events
     gap = pl.duration(microseconds=int(gap_minutes * 60_000_000))
@@ -400,7 +412,8 @@ def _canonical_events(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _rejects_frame(dropped: pl.DataFrame) -> pl.DataFrame:
+def _rejects_frame(dropped: pl.DataFrame, mapped: list[str]) -> pl.DataFrame:
+    """Dropped rows with kind, reason, file, line and the raw values of the mapped columns."""
     reason = (
         pl.when(pl.col(KIND) == "excluded")
         .then(pl.col(EXCLUDE))
@@ -413,7 +426,7 @@ def _rejects_frame(dropped: pl.DataFrame) -> pl.DataFrame:
         pl.col(C.SOURCE_LINE),
         pl.col(KIND),
         reason.alias(C.REASON),
-        *[pl.col(f"raw_{c}") for c in C.EVENT_COLUMNS],
+        *[pl.col(f"raw_{c}") for c in C.EVENT_COLUMNS if c in mapped],
     ).sort([C.SOURCE_FILE, C.SOURCE_LINE])
 
 
@@ -533,7 +546,8 @@ def _report(
             float_like[c] = {"count": floats.len(), "example": floats.first()}
     ts = events.get_column(C.TIMESTAMP)
     now = now or datetime.now(UTC)
-    newest = ts.max()
+    first = cast(datetime | None, ts.min())
+    newest = cast(datetime | None, ts.max())
     users = events.get_column(C.USER_ID)
     report: dict[str, Any] = {
         "created_at": now.isoformat(),
@@ -564,21 +578,18 @@ def _report(
             for t, n in events.group_by(C.EVENT_TYPE).len().sort(C.EVENT_TYPE).iter_rows()
         },
         "time_span": {
-            "first": ts.min().isoformat() if events.height else None,  # type: ignore[union-attr]
-            "last": newest.isoformat() if events.height else None,  # type: ignore[union-attr]
+            "first": first.isoformat() if first else None,
+            "last": newest.isoformat() if newest else None,
         },
-        "freshness_days": (
-            round((now - newest).total_seconds() / 86400, 2)  # type: ignore[operator,union-attr]
-            if events.height
-            else None
-        ),
-        "sessions_built_from_gaps": C.SESSION_ID not in src.columns,
+        "freshness_days": round((now - newest).total_seconds() / 86400, 2) if newest else None,
+        "sessions_built_from_gaps": C.SESSION_ID not in src.columns and C.TIMESTAMP in src.columns,
         "id_values_trimmed": trimmed,
         "suspicious_id_values": suspicious,
         "float_like_ids": float_like,
         "timestamps": {
             "ambiguous_dst_taken_earliest": ts_notes.get("ambiguous_dst_taken_earliest", 0),
             "naive_read_as_utc": ts_notes.get("naive_read_as_utc", False),
+            "no_timestamp_column": ts_notes.get("no_timestamp_column", False),
         },
         "notes": notes,
     }

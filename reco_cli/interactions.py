@@ -97,7 +97,7 @@ def exclusion_matrix(
             & pl.col(C.ITEM_ID).is_in(item_ids.tolist())
         )
         .group_by(C.USER_ID, C.ITEM_ID)
-        .agg(pl.col(C.TIMESTAMP).max().dt.epoch("s").alias("last"))
+        .agg(pl.col(C.TIMESTAMP).max().dt.epoch("s").fill_null(0).alias("last"))
     )
     rows = np.searchsorted(user_ids, seen.get_column(C.USER_ID).to_numpy().astype(str))
     cols = np.searchsorted(item_ids, seen.get_column(C.ITEM_ID).to_numpy().astype(str))

@@ -21,9 +21,17 @@ import scipy.sparse as sp
 
 from . import __version__
 from . import columns as C
-from .bundle import INDEX_FILE, model_pointer, save_array, sha256_file, write_manifest
+from .bundle import (
+    INDEX_FILE,
+    Bundle,
+    load_bundle,
+    model_pointer,
+    save_array,
+    sha256_file,
+    write_manifest,
+)
 from .config import RecoConfig, TrainConfig
-from .errors import InputDataError, TrainingDivergedError
+from .errors import InputDataError, ModelBundleError, TrainingDivergedError
 from .index import IndexDecision, build_index, check_finite, choose_path
 from .ingest import EVENTS_FILE, ITEMS_FILE
 from .interactions import Interactions, build_interactions, exclusion_matrix
@@ -121,25 +129,10 @@ def item_feature_matrix(
     return features.tocsr(), names
 
 
-def fit(
-    events: pl.DataFrame,
-    items: pl.DataFrame | None,
-    cfg: RecoConfig,
-    on_epoch: EpochCallback | None = None,
-) -> FittedModel:
+def _new_lightfm(train: TrainConfig, seed: int) -> Any:
     from lightfm import LightFM  # heavy import kept off the recommend path
 
-    train = cfg.train
-    inter = build_interactions(events, train)
-    n_users, n_items = inter.shape
-    if n_users == 0 or n_items == 0:
-        raise InputDataError(
-            "no training interactions: no event of an identified user has a positive weight "
-            f"(train.event_weights: {dict(train.event_weights)}); check the event types "
-            "ingest produced and the weights"
-        )
-    features, feature_names = item_feature_matrix(items, inter.item_ids, train)
-    model = LightFM(
+    return LightFM(
         no_components=train.no_components,
         loss=train.loss,
         learning_schedule=train.learning_schedule,
@@ -147,17 +140,28 @@ def fit(
         item_alpha=train.item_alpha,
         user_alpha=train.user_alpha,
         max_sampled=train.max_sampled,
-        random_state=np.random.RandomState(cfg.seed),
+        random_state=np.random.RandomState(seed),
     )
-    binary = inter.binary()
-    sample_weight = inter.weights.tocoo()
+
+
+def _run_epochs(
+    model: Any,
+    weights: sp.csr_matrix,
+    features: sp.csr_matrix | None,
+    train: TrainConfig,
+    epochs: int,
+    on_epoch: EpochCallback | None,
+) -> float:
+    """Fit epoch by epoch (for progress), stopping as soon as parameters stop being finite."""
+    coo = weights.tocoo()
+    binary = sp.coo_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=coo.shape)
     start = time.perf_counter()
-    for epoch in range(train.epochs):
+    for epoch in range(epochs):
         try:
             model.fit_partial(
                 binary,
                 item_features=features,
-                sample_weight=sample_weight,
+                sample_weight=coo,
                 epochs=1,
                 num_threads=train.num_threads,
             )
@@ -170,8 +174,20 @@ def fit(
         ):
             raise _diverged(train, epoch + 1)
         if on_epoch:
-            on_epoch(epoch + 1, train.epochs)
-    seconds = time.perf_counter() - start
+            on_epoch(epoch + 1, epochs)
+    return time.perf_counter() - start
+
+
+def _fitted(
+    model: Any,
+    inter: Interactions,
+    features: sp.csr_matrix | None,
+    feature_names: list[str],
+    train: TrainConfig,
+    seconds: float,
+) -> FittedModel:
+    """Fold the biases into the vectors and check them before anything is written."""
+    n_users, n_items = inter.shape
     item_biases, item_emb = model.get_item_representations(features)
     user_biases, user_emb = model.get_user_representations()
     ones_i = np.ones((n_items, 1), dtype=np.float32)
@@ -180,14 +196,115 @@ def fit(
     user_vectors = np.hstack([user_emb, ones_u, user_biases[:, None]]).astype(np.float32)
     check_finite(item_vectors, inter.item_ids, "item")
     check_finite(user_vectors, inter.user_ids, "user")
+    if not scores_are_finite(user_vectors, item_vectors):
+        raise _diverged(train, train.epochs)
     state = {name: np.asarray(getattr(model, name)) for name in _STATE_ARRAYS}
     return FittedModel(inter, user_vectors, item_vectors, state, feature_names, seconds)
+
+
+def _interactions_or_fail(events: pl.DataFrame, train: TrainConfig) -> Interactions:
+    inter = build_interactions(events, train)
+    if inter.shape[0] == 0 or inter.shape[1] == 0:
+        raise InputDataError(
+            "no training interactions: no event of an identified user has a positive weight "
+            f"(train.event_weights: {dict(train.event_weights)}); check the event types "
+            "ingest produced and the weights"
+        )
+    return inter
+
+
+def fit(
+    events: pl.DataFrame,
+    items: pl.DataFrame | None,
+    cfg: RecoConfig,
+    on_epoch: EpochCallback | None = None,
+) -> FittedModel:
+    """Train from scratch on all events."""
+    train = cfg.train
+    inter = _interactions_or_fail(events, train)
+    features, feature_names = item_feature_matrix(items, inter.item_ids, train)
+    model = _new_lightfm(train, cfg.seed)
+    seconds = _run_epochs(model, inter.weights, features, train, train.epochs, on_epoch)
+    return _fitted(model, inter, features, feature_names, train, seconds)
+
+
+def fit_update(
+    events: pl.DataFrame,
+    previous: Bundle,
+    cfg: RecoConfig,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[FittedModel, int]:
+    """Continue training the current model on the events that arrived after it was built.
+
+    Known users and items keep their learnt parameters (and optimiser state); new ones start
+    from LightFM's usual initialisation. Only the new events are trained on, for
+    `train.update_epochs` epochs; exclusions and popularity are recomputed from all events.
+    """
+    train = cfg.train
+    before = previous.manifest["config"]["train"]
+    for key in ("no_components", "loss", "learning_schedule"):
+        if before[key] != getattr(train, key):
+            raise ModelBundleError(
+                f"cannot update: the model has train.{key}={before[key]!r}, the config says "
+                f"{getattr(train, key)!r}; run a full `reco train`"
+            )
+    if train.item_features or before.get("item_features"):
+        raise ModelBundleError(
+            "cannot update a model with item features (their vocabulary may change); "
+            "run a full `reco train`"
+        )
+    last = previous.manifest["data"].get("last_event")
+    if last is None:
+        raise InputDataError("cannot update without event timestamps; run a full `reco train`")
+    since = datetime.fromisoformat(last)
+    new_events = events.filter(pl.col(C.TIMESTAMP) > since)
+    inter = _interactions_or_fail(events, train)
+    fresh = build_interactions(new_events, train)
+    if fresh.weights.nnz == 0:
+        raise NothingToUpdate(
+            f"no new training events after the model's last event ({last}); nothing to update"
+        )
+    model = _new_lightfm(train, cfg.seed)
+    n_users, n_items = inter.shape
+    # LightFM's own initialisation for every row, then the learnt rows copied back in.
+    model._initialize(train.no_components, n_items, n_users)
+    with np.load(previous.path / STATE_FILE, allow_pickle=False) as state:
+        for side, ids, old_ids in (
+            ("user", inter.user_ids, previous["user_ids"]),
+            ("item", inter.item_ids, previous["item_ids"]),
+        ):
+            pos = np.searchsorted(old_ids, ids).clip(max=max(len(old_ids) - 1, 0))
+            known = np.asarray(old_ids)[pos] == ids
+            for name in _STATE_ARRAYS:
+                if name.startswith(side):
+                    getattr(model, name)[known] = state[name][pos[known]]
+    # The new events, placed in the combined id space.
+    rows = np.searchsorted(inter.user_ids, fresh.user_ids)
+    cols = np.searchsorted(inter.item_ids, fresh.item_ids)
+    coo = fresh.weights.tocoo()
+    weights = sp.csr_matrix(
+        (coo.data, (rows[coo.row], cols[coo.col])), shape=inter.shape, dtype=np.float32
+    )
+    seconds = _run_epochs(model, weights, None, train, train.update_epochs, on_epoch)
+    return _fitted(model, inter, None, [], train, seconds), int(new_events.height)
+
+
+class NothingToUpdate(Exception):
+    """Raised by fit_update when no event is newer than the model (not an error for the CLI)."""
+
+
+def scores_are_finite(user_vectors: np.ndarray, item_vectors: np.ndarray) -> bool:
+    """Huge but finite parameters still overflow float32 scores: that is divergence too."""
+    bound = float(np.abs(user_vectors).max(initial=0.0)) * float(
+        np.abs(item_vectors).max(initial=0.0)
+    )
+    return bool(np.isfinite(bound) and bound * user_vectors.shape[1] < 1e30)
 
 
 def _diverged(train: TrainConfig, epoch: int) -> TrainingDivergedError:
     return TrainingDivergedError(
         f"training diverged at epoch {epoch} (learning_rate={train.learning_rate}, "
-        f"loss={train.loss}): parameters became non-finite; lower train.learning_rate"
+        f"loss={train.loss}): parameters became non-finite or overflow; lower train.learning_rate"
         + (
             " or enable train.normalize_features"
             if train.item_features and not train.normalize_features
@@ -214,6 +331,7 @@ def write_bundle(
     items: pl.DataFrame | None,
     cfg: RecoConfig,
     data_fingerprint: dict[str, Any],
+    training: dict[str, Any] | None = None,
     build_index_files: bool = True,
 ) -> dict[str, Any]:
     """Write every bundle file into `out` (a fresh directory) and return the manifest."""
@@ -273,8 +391,8 @@ def write_bundle(
         "config": cfg.model_dump(mode="json"),
         "data": data_fingerprint
         | {
-            "first_event": ts.min().isoformat() if len(ts) else None,  # type: ignore[union-attr]
-            "last_event": ts.max().isoformat() if len(ts) else None,  # type: ignore[union-attr]
+            "first_event": _iso(ts.min()),
+            "last_event": _iso(ts.max()),
         },
         "libraries": library_versions(),
         "sizes": {
@@ -286,18 +404,24 @@ def write_bundle(
             "excluded_pairs": int(excl.nnz),
         },
         "training": {
+            "mode": "full",
             "seconds": round(fitted.seconds, 3),
             "epochs": cfg.train.epochs,
             "loss": cfg.train.loss,
             "num_threads": cfg.train.num_threads,
             "deterministic": cfg.train.num_threads == 1,
-        },
+        }
+        | (training or {}),
         "index": decision.to_dict() | {"file": INDEX_FILE if index_path else None},
         "optional_arrays": optional,
         "state_file": STATE_FILE,
     }
     write_manifest(out, manifest)
     return manifest
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
 
 
 def data_fingerprint(workdir: Path, events: pl.DataFrame) -> dict[str, Any]:
@@ -312,18 +436,34 @@ def data_fingerprint(workdir: Path, events: pl.DataFrame) -> dict[str, Any]:
 def train_model(
     cfg: RecoConfig,
     on_epoch: EpochCallback | None = None,
+    update: bool = False,
 ) -> TrainResult:
-    """Fit on `<workdir>/data` and publish `<workdir>/models/<version>`, then switch `model`."""
+    """Fit on `<workdir>/data` and publish `<workdir>/models/<version>`, then switch `model`.
+
+    With `update`, continue the current model on the events newer than it instead of
+    starting from scratch (raises NothingToUpdate when there are none).
+    """
     workdir = cfg.workdir_path
     events = read_events(workdir)
     items = read_items(workdir)
     _check_item_columns(items, cfg)
     fingerprint = data_fingerprint(workdir, events)
-    fitted = fit(events, items, cfg, on_epoch)
+    training: dict[str, Any] = {"mode": "full"}
+    if update:
+        previous = load_bundle(workdir)
+        fitted, n_new = fit_update(events, previous, cfg, on_epoch)
+        training = {
+            "mode": "update",
+            "base_version": previous.version,
+            "new_events": n_new,
+            "epochs": cfg.train.update_epochs,
+        }
+    else:
+        fitted = fit(events, items, cfg, on_epoch)
     manifest: dict[str, Any] = {}
 
     def build(out: Path) -> None:
-        manifest.update(write_bundle(out, fitted, events, items, cfg, fingerprint))
+        manifest.update(write_bundle(out, fitted, events, items, cfg, fingerprint, training))
 
     final = publish_version(
         workdir / "models", model_pointer(workdir), build, cfg.train.keep_versions

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .rank import RecommendationList
@@ -23,7 +24,7 @@ def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     return table
 
 
@@ -33,7 +34,7 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
         files.add_column(col, justify="left" if col == "file" else "right")
     for fc in [*report["files"], report["totals"]]:
         files.add_row(
-            fc["path"],
+            escape(fc["path"]),
             *(f"{fc[k]:,}" for k in ("read", "kept", "rejected", "excluded", "duplicates")),
         )
     console.print(files)
@@ -47,39 +48,40 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
             table.add_column("reason")
             table.add_column("rows", justify="right")
             for reason, n in list(reasons.items())[:15]:
-                table.add_row(reason, f"{n:,}")
+                table.add_row(escape(reason), f"{n:,}")
             if len(reasons) > 15:
                 table.add_row(f"... {len(reasons) - 15} more reasons (see ingest_report.json)", "")
             console.print(table)
     span = report["time_span"]
     cfg = report["config"]
+    distinct = report["distinct"]
+    if report["sessions_built_from_gaps"]:
+        sessions = (
+            f"{distinct['sessions']:,} (built per user from a "
+            f"{cfg['session_gap_minutes']:g}-minute inactivity gap)"
+        )
+    else:
+        sessions = f"{distinct['sessions']:,}"
     rows: list[tuple[str, Any]] = [
         ("duplicates removed", f"{report['duplicates_removed']:,} ({cfg['duplicate_rule']})"),
         (
             "reject share",
             f"{report['reject_share']:.2%} (limit {report['max_reject_fraction']:.0%})",
         ),
-        ("users", f"{report['distinct']['users']:,}"),
-        ("items", f"{report['distinct']['items']:,}"),
-        (
-            "sessions",
-            f"{report['distinct']['sessions']:,}"
-            + (" (built from a 30-min gap)" if report["sessions_built_from_gaps"] else ""),
-        ),
+        ("users", f"{distinct['users']:,}"),
+        ("items", f"{distinct['items']:,}"),
+        ("sessions", sessions),
         ("anonymous events", f"{report['anonymous_events']:,} (kept for reports, not trained on)"),
         ("events by type", ", ".join(f"{t} {n:,}" for t, n in report["events_by_type"].items())),
-        ("time span (UTC)", f"{span['first']} .. {span['last']}"),
-        ("freshness", f"newest event is {report['freshness_days']} days old"),
         ("null tokens", ", ".join(repr(v) for v in cfg["null_values"])),
         ("id values", cfg["id_trimming"]),
-        ("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"),
     ]
-    if report["sessions_built_from_gaps"]:
-        rows[4] = (
-            "sessions",
-            f"{report['distinct']['sessions']:,} (built per user, "
-            f"{cfg['session_gap_minutes']:g}-minute inactivity gap)",
-        )
+    if span["last"]:
+        rows += [
+            ("time span (UTC)", f"{span['first']} .. {span['last']}"),
+            ("freshness", f"newest event is {report['freshness_days']} days old"),
+            ("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"),
+        ]
     if report["id_values_trimmed"]:
         rows.append(
             ("trimmed", ", ".join(f"{c}: {n}" for c, n in report["id_values_trimmed"].items()))
@@ -98,11 +100,18 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
     console.print(_kv_table("Summary", rows))
     for column, values in report["suspicious_id_values"].items():
         shown = ", ".join(f"{v!r} x{n}" for v, n in values.items())
-        console.print(f"[yellow]warning:[/] suspicious {column} values kept as real ids: {shown}")
+        console.print(
+            f"[yellow]warning:[/] suspicious {column} values kept as real ids: {escape(shown)}"
+        )
     for column, info in report["float_like_ids"].items():
         console.print(
             f"[yellow]warning:[/] {info['count']} {column} values look like floats "
             f"(e.g. {info['example']!r}): the export may have turned ids into numbers"
+        )
+    if report["timestamps"].get("no_timestamp_column"):
+        console.print(
+            "[yellow]warning:[/] no timestamp column: training works, but time splits, sessions "
+            "from gaps, freshness and reports need event times"
         )
     if report["timestamps"]["naive_read_as_utc"]:
         console.print(
@@ -110,7 +119,7 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
             "data.events.timezone if they are local times"
         )
     for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -> None:
@@ -128,6 +137,14 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
         ),
         ("candidate path", f"{idx['serve_from']}: {idx['reason']}"),
     ]
+    if training.get("mode") == "update":
+        rows.insert(
+            3,
+            (
+                "update",
+                f"continued {training['base_version']} on {training['new_events']:,} new events",
+            ),
+        )
     if idx.get("recall") is not None:
         rows.append(
             (
@@ -154,7 +171,7 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
 
 
 def recommendations_table(result: RecommendationList, console: Console) -> None:
-    title = f"Recommendations for user {result.user_id}"
+    title = f"Recommendations for user {escape(result.user_id)}"
     if result.fallback:
         title += " [yellow](fallback: popular items)[/]"
     table = Table(title=title, title_justify="left")
@@ -175,10 +192,10 @@ def recommendations_table(result: RecommendationList, console: Console) -> None:
         if show_cat:
             cells.append(r.category or "")
         cells += [f"{r.score:.4f}", r.reason]
-        table.add_row(*cells)
+        table.add_row(*[escape(c) for c in cells])
     console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 CSV_FIELDS = ("user_id", "rank", "item_id", "title", "category", "score", "reason", "fallback")

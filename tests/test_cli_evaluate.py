@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, SAMPLE, write_config
 from typer.testing import CliRunner
 
 from reco_cli.cli import app
+
+from .conftest import ROOT, SAMPLE, write_config
 
 runner = CliRunner()
 

@@ -9,7 +9,6 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import DATA, ROOT, SAMPLE, events_config, write_config
 
 from reco_cli import columns as C
 from reco_cli.bundle import load_bundle, model_pointer
@@ -28,6 +27,8 @@ from reco_cli.interactions import build_interactions
 from reco_cli.metrics import PAD
 from reco_cli.rank import Recommender
 from reco_cli.splits import split_events
+
+from .conftest import DATA, ROOT, SAMPLE, events_config, write_config
 
 CASES = DATA / "cases"
 SMALL_TRAIN = {"no_components": 4, "epochs": 5, "num_threads": 1}

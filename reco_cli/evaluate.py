@@ -562,7 +562,9 @@ def run_evaluation(
         },
         "model_dir": str(bundle_dir),
         "timings": timings,
-        "notes": _notes(split.info, index_info, scored.fell_short, saved, against, fingerprint),
+        "notes": _notes(
+            split.info, index_info, methods, ev.k, scored.fell_short, saved, against, fingerprint
+        ),
     }
     atomic_write_text(out_dir / RESULT_FILE, json.dumps(result, indent=2, default=str) + "\n")
     result["output"] = str(out_dir / RESULT_FILE)
@@ -572,6 +574,8 @@ def run_evaluation(
 def _notes(
     split_info: dict[str, Any],
     index_info: dict[str, Any],
+    methods: dict[str, dict[str, float]],
+    ks: list[int],
     fell_short: int,
     saved: dict[str, Any] | None,
     against: Path | None,
@@ -580,6 +584,15 @@ def _notes(
     notes = list(split_info.pop("notes", []))
     if index_info["serve_from"] == "exact":
         notes.append("the served candidate path is exact scoring: model and exact are identical")
+    else:
+        key = f"recall@{max(ks)}"
+        served, exact = methods["model"][key], methods["exact"][key]
+        if exact > 0 and served < exact * 0.99:
+            notes.append(
+                f"the Annoy candidate stage loses {1 - served / exact:.0%} of exact scoring's "
+                f"{key} ({served:.4f} against {exact:.4f}); index build-time recall@"
+                f"{index_info['n_candidates']} was {index_info['recall']}"
+            )
     if fell_short:
         notes.append(
             f"for {fell_short} users the index returned too few candidates after exclusions and "

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from reco_cli.cli import app
 
-from .conftest import ROOT, SAMPLE, write_config
+from .conftest import ROOT, SAMPLE, SHARED, write_config
 
 runner = CliRunner()
 
@@ -132,3 +132,20 @@ def test_evaluate_before_ingest_says_what_to_run(tmp_path: Path) -> None:
     result = evaluate("-c", str(write_config(tmp_path, raw)))
     assert result.exit_code == 4
     assert "run `reco ingest" in result.stderr
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets not present")
+@pytest.mark.parametrize("name", ["movielens.yaml", "taobao.yaml"])
+def test_shipped_real_data_configs_meet_their_gates(tmp_path: Path, name: str) -> None:
+    raw = yaml.safe_load((ROOT / "configs" / name).read_text())
+    raw["workdir"] = str(tmp_path / "work")
+    for section in ("events", "items"):
+        if raw["data"].get(section):
+            raw["data"][section]["path"] = str((ROOT / raw["data"][section]["path"]).resolve())
+    config = str(write_config(tmp_path, raw))
+    assert runner.invoke(app, ["ingest", "-c", config]).exit_code == 0
+    result = evaluate("-c", config, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] and len(report["gates"]) >= 4

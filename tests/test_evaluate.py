@@ -379,3 +379,12 @@ def test_sample_default_config_report_is_complete(sample_workdir) -> None:  # ty
         c["pairs"]
         == c["warm_pairs"] + c["excluded_pairs"] + c["cold_item_pairs"] + c["cold_user_pairs"]
     )
+
+
+def test_events_without_timestamps_cannot_be_split(tmp_path: Path) -> None:
+    path = CASES / "19_split_leakage_coldstart" / "interactions.csv"
+    raw = events_config(str(path), columns={"user_id": "user_id", "item_id": "item_id"})
+    cfg = load(tmp_path, raw)
+    run_ingest(cfg)
+    with pytest.raises(InputDataError, match="no event has a timestamp"):
+        run_evaluation(cfg)

@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 RECO   := $(BIN)/reco
 CONFIG ?= configs/default.yaml
 STAMP  := $(VENV)/.installed
+# Charts go into the workdirs of configs/default.yaml and configs/open_bandit.yaml.
+CHARTS    ?= .reco/charts
+OB_CHARTS ?= .reco/open_bandit/charts
 
 .PHONY: install demo test lint typecheck unit bench clean
 
@@ -26,6 +29,11 @@ demo: install
 	printf '12583\n14911\n13089\n' > $(VENV)/demo-users.txt
 	$(RECO) recommend -c $(CONFIG) --users-file $(VENV)/demo-users.txt -k 3 --format csv
 	$(RECO) recommend -c $(CONFIG) --user no-such-customer -k 3
+	$(RECO) report retention -c $(CONFIG) --chart $(CHARTS)/retention.png
+	$(RECO) report business -c $(CONFIG) --by month --chart $(CHARTS)/revenue_by_month.png
+	$(RECO) ingest -c configs/open_bandit.yaml
+	$(RECO) report ctr -c configs/open_bandit.yaml --by position --chart $(OB_CHARTS)/ctr_by_position.png
+	$(RECO) report ctr -c configs/open_bandit.yaml --by arm --chart $(OB_CHARTS)/ctr_by_arm.png
 
 lint: install
 	$(BIN)/ruff check reco_cli tests bench

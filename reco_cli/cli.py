@@ -153,7 +153,12 @@ def ingest(
         if fmt is Fmt.json:
             out.print_json(render.to_json(result.report))
         else:
-            render.ingest_summary(result.report, out)
+            if "totals" in result.report:  # absent for an impression-only config
+                render.ingest_summary(result.report, out)
+            if "impressions" in result.report:
+                from .report_render import impressions_summary
+
+                impressions_summary(result.report["impressions"], out)
             out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}", markup=False)
 
 
@@ -188,6 +193,7 @@ def train(
     with guarded():
         overrides = {"train.epochs": epochs} if epochs else {}
         cfg = _load(config, workdir, overrides)
+        cfg.data.require_events("reco train")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         from . import render
@@ -383,6 +389,164 @@ def evaluate(
         failures = failed_gates(result)
         if failures:
             raise GateFailedError("\n".join(failures))
+
+
+# --- reco report ------------------------------------------------------------------------------
+
+report_app = typer.Typer(
+    name="report",
+    help=(
+        "Business reports from the ingested data: retention cohorts, CTR, conversion, order "
+        "value and revenue. Tables on stdout (--format), pictures with --chart."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
+
+
+class Period(StrEnum):
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+def _chart_path(value: Path | None) -> Path | None:
+    if value is not None and value.suffix.lower() not in (".png", ".svg", ".html"):
+        raise typer.BadParameter(f"{str(value)!r} must end in .png, .svg or .html")
+    return value
+
+
+ReportFmt = Annotated[
+    Fmt, typer.Option("--format", "-f", help="table (Rich), csv (the main table) or json (all).")
+]
+ChartOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--chart", help="Also draw the report into FILE.png, .svg or .html.", callback=_chart_path
+    ),
+]
+
+
+def _report(
+    kind: str,
+    config: Path,
+    workdir: Path | None,
+    by: str | None,
+    fmt: Fmt,
+    chart: Path | None,
+    period: Period | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    with guarded():
+        cfg = _load(config, workdir, overrides)
+        from . import report_render
+        from .reports import build_report
+
+        report = build_report(cfg, kind, by, period.value if period else None)
+        if fmt is Fmt.json:
+            sys.stdout.write(report_render.to_json(report) + "\n")
+        elif fmt is Fmt.csv:
+            sys.stdout.write(report_render.to_csv(report))
+        else:
+            report_render.render_table(report, out)
+        if fmt is not Fmt.table:
+            for note in report.notes:
+                err.print(note, soft_wrap=True)
+        if chart is not None:
+            from .charts import write_chart
+
+            write_chart(report, chart)
+            err.print(f"wrote {chart}", soft_wrap=True)
+
+
+@report_app.command(
+    "retention",
+    epilog=(
+        "Examples:\n\n"
+        "  reco report retention -c configs/default.yaml --chart .reco/retention.png\n\n"
+        "  reco report retention -c configs/default.yaml --by engaged\n\n"
+        "  reco report retention -c configs/default.yaml --period week --format csv > cohorts.csv"
+    ),
+)
+def report_retention(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    by: Annotated[
+        str,
+        typer.Option("--by", help="cohort (triangle + N-day), engaged, arm, or an events column."),
+    ] = "cohort",
+    period: Annotated[
+        Period | None, typer.Option(help="Cohort period (default report.retention.period).")
+    ] = None,
+    fmt: ReportFmt = Fmt.table,
+    chart: ChartOpt = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Cohort retention: the triangle by first-activity period and 30/60/90-day retention.
+
+    Periods are calendar days/weeks/months in report.timezone; cells whose period has not ended
+    by the data end are NA and left out of averages. --by engaged compares rec-engaged users
+    with the rest; --by arm compares experiment arms with a confidence interval.
+    """
+    _report("retention", config, workdir, by, fmt, chart, period)
+
+
+@report_app.command(
+    "ctr",
+    epilog=(
+        "Examples:\n\n"
+        "  reco report ctr -c configs/open_bandit.yaml --by position --chart ctr.png\n\n"
+        "  reco report ctr -c configs/open_bandit.yaml --by arm --format json"
+    ),
+)
+def report_ctr(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="position (the default when the log has positions, else item), item, day, "
+            "week, month, arm, or an impression column.",
+        ),
+    ] = None,
+    min_impressions: Annotated[
+        int | None,
+        typer.Option(
+            help="Flag groups below this many impressions (report.ctr.min_impressions).", min=1
+        ),
+    ] = None,
+    fmt: ReportFmt = Fmt.table,
+    chart: ChartOpt = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Click-through rate from the impression log: overall and by a column, with intervals.
+
+    A click counts once per impression; duplicate clicks and clicks without an impression are
+    counted and shown apart, so CTR never exceeds 1.
+    """
+    overrides = {"report.ctr.min_impressions": min_impressions} if min_impressions else {}
+    _report("ctr", config, workdir, by, fmt, chart, overrides=overrides)
+
+
+@report_app.command(
+    "business",
+    epilog=(
+        "Examples:\n\n"
+        "  reco report business -c configs/default.yaml --by month --chart revenue.png\n\n"
+        "  reco report business -c configs/default.yaml --by week --format csv"
+    ),
+)
+def report_business(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    by: Annotated[
+        str,
+        typer.Option("--by", help="day, week, month, engaged, arm, or an events column."),
+    ] = "month",
+    fmt: ReportFmt = Fmt.table,
+    chart: ChartOpt = None,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Sessions, conversion, orders, AOV, revenue per session, returns, repeat buyers, funnel."""
+    _report("business", config, workdir, by, fmt, chart)
 
 
 def main() -> None:

@@ -57,6 +57,8 @@ PURCHASE: Final = "purchase"
 RETURN: Final = "return"
 SEARCH: Final = "search"
 RATING_EVENT: Final = "rating"
+# A recommended item shown in a slot, when a log mixes impressions with other events.
+IMPRESSION: Final = "impression"
 EVENT_TYPES: Final = (
     VIEW,
     CLICK,
@@ -67,6 +69,7 @@ EVENT_TYPES: Final = (
     RETURN,
     SEARCH,
     RATING_EVENT,
+    IMPRESSION,
 )
 # Never positives for training, whatever weights a config gives.
 NEGATIVE_EVENT_TYPES: Final = (REMOVE_FROM_CART, RETURN)
@@ -77,6 +80,7 @@ CATEGORY: Final = "category"
 
 # Impression logs (what was shown, for CTR).
 CLICKED: Final = "clicked"
+IMPRESSION_ID: Final = "impression_id"
 IMPRESSION_COLUMNS: Final = (
     USER_ID,
     ITEM_ID,

@@ -38,6 +38,7 @@ EventType = Literal[
     "return",
     "search",
     "rating",
+    "impression",
 ]
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -187,12 +188,93 @@ class ItemsSource(SourceConfig):
         return value
 
 
+def _check_timestamp_formats(value: str | list[str]) -> str | list[str]:
+    formats = [value] if isinstance(value, str) else value
+    if not formats:
+        raise ValueError("timestamp_format list is empty")
+    for fmt in formats:
+        if fmt not in TIMESTAMP_KEYWORDS and "%" not in fmt:
+            raise ValueError(
+                f"timestamp_format {fmt!r} is neither a chrono pattern (e.g. "
+                f"'%Y-%m-%d %H:%M:%S') nor one of {', '.join(TIMESTAMP_KEYWORDS)}"
+            )
+    if "auto" in formats and len(formats) > 1:
+        raise ValueError("'auto' cannot be combined with other timestamp formats")
+    return value
+
+
+_EXTRA_COLUMN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ImpressionsSource(SourceConfig):
+    """An impression log: which item was shown, when, where, and (optionally) whether clicked.
+
+    `columns` maps the canonical impression columns (item_id and timestamp required; user_id,
+    request_id, position, clicked, session_id, arm, source optional) and any further lower-case
+    name, carried as a string so reports can group by it.
+    """
+
+    # Keep only rows whose raw column has one of these values (a log mixing impressions with
+    # clicks); other rows are counted as excluded by config, e.g. {event_type: [impression]}.
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    # Experiment arm per input file: arm name -> glob of the files holding that arm's rows
+    # (Open Bandit ships one file per policy). Use columns.arm when the arm is a column.
+    arms: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _impression_columns(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for need in (C.ITEM_ID, C.TIMESTAMP):
+            if need not in value:
+                raise ValueError(f"columns.{need} is required for an impression log")
+        bad = sorted(
+            n for n in value if n not in C.IMPRESSION_COLUMNS and not _EXTRA_COLUMN.match(n)
+        )
+        if bad:
+            raise ValueError(
+                f"column name(s) {bad} must be lower-case identifiers (canonical: "
+                f"{', '.join(C.IMPRESSION_COLUMNS)}; any other name is carried as text)"
+            )
+        if C.IMPRESSION_ID in value:
+            raise ValueError(f"{C.IMPRESSION_ID!r} is assigned by reco; map another name")
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _formats(cls, value: str | list[str]) -> str | list[str]:
+        return _check_timestamp_formats(value)
+
+    @model_validator(mode="after")
+    def _arm_once(self) -> ImpressionsSource:
+        if self.arms and C.ARM in self.columns:
+            raise ValueError(
+                "set either columns.arm (a column) or arms (one file per arm), not both"
+            )
+        return self
+
+
 class DataConfig(StrictModel):
-    events: EventsSource
+    # Optional only for impression-only configs (e.g. Open Bandit): train and recommend need it.
+    events: EventsSource | None = None
     items: ItemsSource | None = None
+    impressions: ImpressionsSource | None = None
     session_gap_minutes: Annotated[float, Field(gt=0)] = 30.0
     max_reject_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
     keep_versions: Annotated[int, Field(ge=1)] = 3
+
+    @model_validator(mode="after")
+    def _some_input(self) -> DataConfig:
+        if self.events is None and self.impressions is None:
+            raise ValueError("data needs events (and/or impressions): nothing to read")
+        return self
+
+    def require_events(self, why: str = "this command") -> EventsSource:
+        if self.events is None:
+            raise ConfigError(
+                f"{why} needs data.events, which this config does not set (it only reads "
+                "data.impressions); use a config with an events source"
+            )
+        return self.events
 
 
 class TrainConfig(StrictModel):
@@ -370,6 +452,83 @@ def _metric_key(key: str, ks: list[int]) -> tuple[str | None, str, int]:
     return base, metric, k
 
 
+Period = Literal["day", "week", "month"]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class RetentionSettings(StrictModel):
+    period: Period = "month"
+    # N-day retention: an activity event in (first event, first event + N days].
+    days: list[PositiveInt] = Field(default_factory=lambda: [30, 60, 90])
+    # Event types that count as being active (returns and bare impressions are not).
+    activity_types: list[EventType] = Field(
+        default_factory=lambda: [  # type: ignore[arg-type]
+            "view",
+            "click",
+            "add_to_cart",
+            "favourite",
+            "purchase",
+            "search",
+            "rating",
+        ]
+    )
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("list at least one horizon, e.g. [30, 60, 90]")
+        return sorted(set(value))
+
+    @field_validator("activity_types")
+    @classmethod
+    def _activity(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one event type that counts as activity")
+        return value
+
+
+class EngagedSettings(StrictModel):
+    """Who counts as rec-engaged: a `source` value on their events, or an impression join."""
+
+    sources: list[str] = Field(default_factory=lambda: ["recommendation"])
+    # Events on an item shown to the user at most this long before count as engagement.
+    attribution_window_hours: Annotated[float, Field(gt=0)] = 24.0
+    event_types: list[EventType] = Field(
+        default_factory=lambda: ["click", "add_to_cart", "purchase"]  # type: ignore[arg-type]
+    )
+    # Only engagement within this many days of the user's first event counts (unset: any time).
+    # Limiting it lessens the bias that long-lived users have more chances to engage.
+    within_days: Annotated[float, Field(gt=0)] | None = None
+
+
+class CtrSettings(StrictModel):
+    # auto: the impressions' clicked column if it has values, else click events.
+    clicks: Literal["auto", "label", "events"] = "auto"
+    click_types: list[EventType] = Field(default_factory=lambda: ["click"])  # type: ignore[arg-type]
+    # A click without a request id joins the user's latest impression of the item this recent.
+    attribution_window_minutes: Annotated[float, Field(gt=0)] = 30.0
+    # Groups with fewer impressions are flagged low-volume and listed after the others.
+    min_impressions: Annotated[int, Field(ge=1)] = 100
+
+
+class ReportConfig(StrictModel):
+    # The zone periods (days, weeks, months) are bucketed in; naive input timestamps are read
+    # with data.*.timezone, which is a different question.
+    timezone: str = "UTC"
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    # The arm others are compared with (unset: the first arm in sort order).
+    control_arm: str | None = None
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    engaged: EngagedSettings = Field(default_factory=EngagedSettings)
+    ctr: CtrSettings = Field(default_factory=CtrSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _check_timezone(value)
+
+
 class RecoConfig(StrictModel):
     workdir: str = ".reco"
     seed: int = 42
@@ -378,6 +537,7 @@ class RecoConfig(StrictModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RecoConfig:

@@ -21,6 +21,8 @@ import polars as pl
 from . import columns as C
 from .config import EventsSource, ItemsSource, RecoConfig
 from .errors import InputDataError
+from .impressions import check_reject_share as check_impression_rejects
+from .impressions import ingest_impressions
 from .publish import publish_version
 from .readers import (
     NATIVE_TS,
@@ -83,6 +85,7 @@ class IngestResult:
     items: pl.DataFrame | None
     version_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    impressions: pl.DataFrame | None = None
 
 
 def run_ingest(
@@ -93,6 +96,8 @@ def run_ingest(
 ) -> IngestResult:
     """Read, clean and check the configured events (and items); publish them atomically."""
     say = status or (lambda _msg: None)
+    if cfg.data.events is None:  # an impression-only config (e.g. Open Bandit)
+        return _ingest_impressions_only(cfg, now, say, write)
     src = cfg.data.events
     files = resolve_paths(src, "data.events.path")
     workdir = cfg.workdir_path
@@ -115,6 +120,7 @@ def run_ingest(
             notes.extend(part.notes)
             frames.append(_normalise_file(part, idx, src, timestamp_notes))
         items = _ingest_items(cfg.data.items, tmp) if cfg.data.items else None
+        shown = ingest_impressions(cfg.data.impressions, tmp, say) if cfg.data.impressions else None
     say("checking rows")
     combined = pl.concat(frames, how="vertical")
     combined = _mark_duplicates(combined, src)
@@ -124,7 +130,11 @@ def run_ingest(
     rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"), list(src.columns))
     report = _report(cfg, files, combined, events, rejects, items, notes, timestamp_notes, now)
     _check_reject_share(report, rejects, cfg.data.max_reject_fraction)
+    if shown is not None:
+        report["impressions"] = shown.report
+        check_impression_rejects(shown.report, cfg.data.max_reject_fraction)
     result = IngestResult(report, events, rejects, items[0] if items else None, notes=notes)
+    result.impressions = shown.impressions if shown else None
     if write:
         say("writing")
 
@@ -133,6 +143,8 @@ def run_ingest(
             rejects.write_parquet(out / REJECTS_FILE)
             if items is not None:
                 items[0].write_parquet(out / ITEMS_FILE)
+            if shown is not None:
+                shown.write(out)
             (out / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
 
         result.version_dir = publish_version(
@@ -497,7 +509,7 @@ def _report(
     ts_notes: dict[str, Any],
     now: datetime | None,
 ) -> dict[str, Any]:
-    src = cfg.data.events
+    src = cfg.data.require_events()
     per_file = []
     counts = combined.group_by(C.SOURCE_FILE, KIND).len()
     for path in files:
@@ -624,3 +636,41 @@ def _check_reject_share(report: dict[str, Any], rejects: pl.DataFrame, limit: fl
         f"{first[C.SOURCE_FILE]}:{first[C.SOURCE_LINE]}. Fix the column mapping or formats "
         "(nothing was written)"
     )
+
+
+# --- impression-only configs -----------------------------------------------------------------
+
+
+def _ingest_impressions_only(
+    cfg: RecoConfig, now: datetime | None, say: Callable[[str], None], write: bool
+) -> IngestResult:
+    """Ingest a config without events (an impression log with a clicked column, e.g. Open Bandit)."""
+    assert cfg.data.impressions is not None  # the config requires events or impressions
+    workdir = cfg.workdir_path
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".ingest-") as tmp:
+        shown = ingest_impressions(cfg.data.impressions, tmp, say)
+        items = _ingest_items(cfg.data.items, tmp) if cfg.data.items else None
+    check_impression_rejects(shown.report, cfg.data.max_reject_fraction)
+    report: dict[str, Any] = {
+        "created_at": (now or datetime.now(UTC)).isoformat(),
+        "impressions": shown.report,
+    }
+    if items is not None:
+        report["items"] = items[1]
+    empty = pl.DataFrame(schema=C.event_schema())  # type: ignore[arg-type]
+    result = IngestResult(report, empty, empty, items[0] if items else None)
+    result.impressions = shown.impressions
+    if write:
+
+        def build(out: Path) -> None:
+            shown.write(out)
+            if items is not None:
+                items[0].write_parquet(out / ITEMS_FILE)
+            (out / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+        result.version_dir = publish_version(
+            workdir / "ingests", workdir / "data", build, cfg.data.keep_versions
+        )
+        report["output_dir"] = str(workdir / "data")
+    return result

@@ -155,13 +155,15 @@ def _run_epochs(
     """Fit epoch by epoch (for progress), stopping as soon as parameters stop being finite."""
     coo = weights.tocoo()
     binary = sp.coo_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=coo.shape)
+    # LightFM does not implement sample weights for the k-OS loss: it trains on presence only.
+    sample_weight = None if train.loss == "warp-kos" else coo
     start = time.perf_counter()
     for epoch in range(epochs):
         try:
             model.fit_partial(
                 binary,
                 item_features=features,
-                sample_weight=coo,
+                sample_weight=sample_weight,
                 epochs=1,
                 num_threads=train.num_threads,
             )
@@ -375,6 +377,7 @@ def write_bundle(
         fitted.item_vectors,
         fitted.user_vectors,
         cfg.recommend.n_candidates,
+        cfg.recommend.k,
         index_cfg.n_trees,
         index_cfg.search_k,
         index_cfg.target_recall,

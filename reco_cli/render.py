@@ -156,7 +156,8 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
         rows.append(
             (
                 f"recall@{idx['n_candidates']}",
-                f"{idx['recall']:.3f} vs exact ({idx['users_checked']} users checked)",
+                f"{idx['recall']:.3f} vs exact; exact top-{idx.get('k')} found: "
+                f"{idx.get('recall_at_k') or 0:.3f} ({idx['users_checked']} users checked)",
             )
         )
         rows.append(
@@ -248,7 +249,7 @@ def manifest_summary(manifest: dict[str, Any], path: str, console: Console) -> N
         (
             "index",
             f"{idx['metric']}, dim {idx['dimension']}, {idx['n_trees']} trees, "
-            f"search_k {idx['search_k']}, recall {idx['recall']}",
+            f"search_k {idx['search_k']}, recall {idx['recall']} (top-k {idx.get('recall_at_k')})",
         ),
         ("libraries", ", ".join(f"{k} {v}" for k, v in libs.items())),
         ("files", f"{len(manifest['files'])} (checksums verified)"),

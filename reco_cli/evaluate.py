@@ -443,7 +443,7 @@ def run_evaluation(
     """Split, train in <workdir>/eval/, score every method, check the gates; return the report
     (also written to <workdir>/eval/evaluation.json)."""
     from .model import (
-        _check_item_columns,
+        check_item_columns,
         data_fingerprint,
         fit,
         read_events,
@@ -467,7 +467,7 @@ def run_evaluation(
     workdir = cfg.workdir_path
     events = read_events(workdir)
     items = read_items(workdir)
-    _check_item_columns(items, cfg)
+    check_item_columns(items, cfg)
     say("splitting")
     split = split_events(events, cfg)
     lap("split_s")

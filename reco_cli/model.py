@@ -449,7 +449,7 @@ def train_model(
     workdir = cfg.workdir_path
     events = read_events(workdir)
     items = read_items(workdir)
-    _check_item_columns(items, cfg)
+    check_item_columns(items, cfg)
     fingerprint = data_fingerprint(workdir, events)
     training: dict[str, Any] = {"mode": "full"}
     if update:
@@ -474,7 +474,7 @@ def train_model(
     return TrainResult(final, manifest)
 
 
-def _check_item_columns(items: pl.DataFrame | None, cfg: RecoConfig) -> None:
+def check_item_columns(items: pl.DataFrame | None, cfg: RecoConfig) -> None:
     if not cfg.train.item_features:
         return
     have = set(items.columns) if items is not None else set()

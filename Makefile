@@ -36,14 +36,18 @@ demo: install
 	$(RECO) report ctr -c configs/open_bandit.yaml --by arm --chart $(OB_CHARTS)/ctr_by_arm.png
 
 lint: install
-	$(BIN)/ruff check reco_cli tests
-	$(BIN)/ruff format --check reco_cli tests
+	$(BIN)/ruff check reco_cli tests bench
+	$(BIN)/ruff format --check reco_cli tests bench
 	$(BIN)/mypy reco_cli
 
 unit: install
 	$(BIN)/pytest
 
 test: lint unit
+
+# Benchmarks against the shared data sets (skipped when ../shared/datasets is absent); not in `test`.
+bench: install
+	$(BIN)/python bench/bench_evaluate.py
 
 clean:
 	rm -rf $(VENV) .reco .pytest_cache .mypy_cache .ruff_cache build *.egg-info

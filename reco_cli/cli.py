@@ -68,6 +68,13 @@ class Fmt(StrEnum):
     csv = "csv"
 
 
+class EvalFmt(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    csv = "csv"
+
+
 class Fallback(StrEnum):
     popular = "popular"
     error = "error"
@@ -355,6 +362,58 @@ def inspect(
             sys.stdout.write(render.to_json(bundle.manifest) + "\n")
         else:
             render.manifest_summary(bundle.manifest, str(bundle.path), out)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  reco evaluate -c configs/default.yaml\n\n"
+        "  reco evaluate -c configs/default.yaml --format json > evaluation.json\n\n"
+        "  reco evaluate -c configs/default.yaml --against main-evaluation.json"
+    ),
+)
+def evaluate(
+    config: ConfigOpt = Path("configs/default.yaml"),
+    workdir: WorkdirOpt = None,
+    fmt: Annotated[
+        EvalFmt, typer.Option("--format", "-f", help="table, json, markdown or csv on stdout.")
+    ] = EvalFmt.table,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="An earlier evaluation.json: fail when a metric drops by more than max_drop.",
+        ),
+    ] = None,
+) -> None:
+    """Train on the past, score the held-out future against baselines; exit 1 if a gate fails.
+
+    The model is trained in <workdir>/eval/ (the served <workdir>/model is not touched) on the
+    events before the cut (evaluate.split), with the same exclusions as reco recommend. The
+    report, also written to <workdir>/eval/evaluation.json, compares the served candidate path,
+    exact scoring and the popular, repeat and random baselines on warm users; users with no
+    training history are scored in their own block with the fallback. Gates (evaluate.gates)
+    use the point estimates; exit 1 names each failed gate.
+    """
+    with guarded():
+        from .errors import GateFailedError
+
+        cfg = _load(config, workdir)
+        from . import render
+        from .evaluate import failed_gates, run_evaluation
+
+        result = run_evaluation(cfg, against=against, status=_status)
+        if fmt is EvalFmt.json:
+            sys.stdout.write(render.to_json(result) + "\n")
+        elif fmt is EvalFmt.markdown:
+            sys.stdout.write(render.evaluation_markdown(result))
+        elif fmt is EvalFmt.csv:
+            sys.stdout.write(render.evaluation_csv(result))
+        else:
+            render.evaluation_report(result, out)
+        failures = failed_gates(result)
+        if failures:
+            raise GateFailedError("\n".join(failures))
 
 
 # --- reco report ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -553,6 +554,124 @@ class RecommendConfig(StrictModel):
         return rules
 
 
+# Metrics computed per user at each k (and averaged over users), and over all lists at each k.
+PER_USER_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+LIST_METRICS = ("coverage", "novelty", "mean_popularity")
+BASELINES = ("popular", "random", "repeat", "exact")
+_GATE_KEY = re.compile(r"^(?:lift_over_(?P<base>[a-z]+)\.)?(?P<metric>[a-z_]+)@(?P<k>\d+)$")
+
+
+def parse_metric_key(key: str) -> tuple[str | None, str, int]:
+    """'ndcg@10' -> (None, 'ndcg', 10); 'lift_over_popular.ndcg@10' -> ('popular', 'ndcg', 10)."""
+    m = _GATE_KEY.match(key)
+    if not m:
+        raise ValueError(
+            f"{key!r} is not a metric key: write <metric>@<k> (e.g. ndcg@10) or "
+            "lift_over_<baseline>.<metric>@<k> (e.g. lift_over_popular.ndcg@10)"
+        )
+    base, metric = m.group("base"), m.group("metric")
+    if metric not in PER_USER_METRICS + LIST_METRICS:
+        allowed = ", ".join(PER_USER_METRICS + LIST_METRICS)
+        raise ValueError(f"{key!r}: unknown metric {metric!r}; allowed: {allowed}")
+    if base is not None and base not in BASELINES:
+        raise ValueError(f"{key!r}: unknown baseline {base!r}; allowed: {', '.join(BASELINES)}")
+    return base, metric, int(m.group("k"))
+
+
+class GateConfig(StrictModel):
+    """Bounds on one metric of the served model (warm users, point estimate)."""
+
+    min: float | None = None
+    max: float | None = None
+    # With --against FILE: fail when the metric is more than this below the saved run (absolute).
+    max_drop: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> GateConfig:
+        if self.min is None and self.max is None and self.max_drop is None:
+            raise ValueError("a gate needs min, max or max_drop")
+        return self
+
+
+class EvaluateConfig(StrictModel):
+    # time: one global cut (no event after it is trained on); last_n: each user's last N
+    # positive events are held out (other users' later events stay in training: see README).
+    split: Literal["time", "last_n"] = "time"
+    # Time split: the cut is `cutoff` if given, else `test_days` before the last event, else
+    # four fifths into the log's time span. A cutoff without an offset is read as UTC.
+    cutoff: datetime | None = None
+    test_days: Annotated[float, Field(gt=0)] | None = None
+    last_n: Annotated[int, Field(gt=0)] = 1
+    positive_events: list[EventType] = Field(default_factory=lambda: ["purchase"])  # type: ignore[arg-type]
+    # Rating events below this are never test positives (defaults to train.min_rating).
+    min_rating: float | None = None
+    k: list[Annotated[int, Field(gt=0, le=1000)]] = Field(default_factory=lambda: [5, 10, 20])
+    headline: str = "ndcg@10"
+    bootstrap: Annotated[int, Field(ge=0, le=100_000)] = 1000
+    # --against FILE without any gate carrying max_drop: the headline may drop at most this.
+    max_drop: NonNegative = 0.02
+    gates: dict[str, GateConfig] = Field(default_factory=dict)
+
+    @field_validator("cutoff")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("positive_events")
+    @classmethod
+    def _positives(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one event type, e.g. [purchase]")
+        bad = [t for t in value if t in C.NEGATIVE_EVENT_TYPES]
+        if bad:
+            raise ValueError(f"{bad} are never positives")
+        return value
+
+    @field_validator("k")
+    @classmethod
+    def _ks(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("list at least one cut-off, e.g. [5, 10, 20]")
+        return sorted(set(value))
+
+    @field_validator("headline")
+    @classmethod
+    def _headline(cls, value: str, info: ValidationInfo) -> str:
+        base, metric, _ = _metric_key(value, info.data.get("k", []))
+        if base is not None or metric not in PER_USER_METRICS:
+            raise ValueError(
+                f"{value!r} must be a per-user metric of the model "
+                f"({', '.join(PER_USER_METRICS)}), e.g. ndcg@10"
+            )
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: dict[str, GateConfig], info: ValidationInfo) -> dict[str, GateConfig]:
+        for key, gate in value.items():
+            base, _, _ = _metric_key(key, info.data.get("k", []))
+            if base is not None and gate.max_drop is not None:
+                raise ValueError(f"{key}: max_drop applies to plain metrics such as ndcg@10")
+        return value
+
+    @model_validator(mode="after")
+    def _split_keys(self) -> EvaluateConfig:
+        if self.split == "last_n" and (self.cutoff is not None or self.test_days is not None):
+            raise ValueError("cutoff and test_days apply to split: time, not last_n")
+        if self.cutoff is not None and self.test_days is not None:
+            raise ValueError("give either cutoff or test_days, not both")
+        return self
+
+
+def _metric_key(key: str, ks: list[int]) -> tuple[str | None, str, int]:
+    base, metric, k = parse_metric_key(key)
+    if k not in ks:
+        raise ValueError(f"{key!r}: k={k} is not in evaluate.k {ks}")
+    return base, metric, k
+
+
 Period = Literal["day", "week", "month"]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -637,6 +756,7 @@ class RecoConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
@@ -654,6 +774,12 @@ class RecoConfig(StrictModel):
                 f"recommend.k ({self.recommend.k})"
             )
         self._check_rule_columns()
+        ev = self.evaluate
+        if C.RATING_EVENT in ev.positive_events and self.positive_min_rating is None:
+            raise ValueError(
+                "evaluate.positive_events includes rating: set evaluate.min_rating (or "
+                "train.min_rating) so low ratings are never counted as positives"
+            )
         return self
 
     def _check_rule_columns(self) -> None:
@@ -690,6 +816,12 @@ class RecoConfig(StrictModel):
     @property
     def workdir_path(self) -> Path:
         return Path(self.workdir)
+
+    @property
+    def positive_min_rating(self) -> float | None:
+        """The lowest rating that makes a test positive (evaluate's, else train's)."""
+        ev = self.evaluate.min_rating
+        return ev if ev is not None else self.train.min_rating
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

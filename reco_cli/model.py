@@ -161,13 +161,15 @@ def _run_epochs(
     """Fit epoch by epoch (for progress), stopping as soon as parameters stop being finite."""
     coo = weights.tocoo()
     binary = sp.coo_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=coo.shape)
+    # LightFM does not implement sample weights for the k-OS loss: it trains on presence only.
+    sample_weight = None if train.loss == "warp-kos" else coo
     start = time.perf_counter()
     for epoch in range(epochs):
         try:
             model.fit_partial(
                 binary,
                 item_features=features,
-                sample_weight=coo,
+                sample_weight=sample_weight,
                 epochs=1,
                 num_threads=train.num_threads,
             )
@@ -386,6 +388,7 @@ def write_bundle(
         fitted.item_vectors,
         fitted.user_vectors,
         cfg.recommend.n_candidates,
+        cfg.recommend.k,
         index_cfg.n_trees,
         index_cfg.search_k,
         index_cfg.target_recall,
@@ -489,7 +492,7 @@ def train_model(
     workdir = cfg.workdir_path
     events = read_events(workdir)
     items = read_items(workdir)
-    _check_item_columns(items, cfg)
+    check_item_columns(items, cfg)
     fingerprint = data_fingerprint(workdir, events)
     training: dict[str, Any] = {"mode": "full"}
     if update:
@@ -514,7 +517,7 @@ def train_model(
     return TrainResult(final, manifest)
 
 
-def _check_item_columns(items: pl.DataFrame | None, cfg: RecoConfig) -> None:
+def check_item_columns(items: pl.DataFrame | None, cfg: RecoConfig) -> None:
     if not cfg.train.item_features:
         return
     have = set(items.columns) if items is not None else set()

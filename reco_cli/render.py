@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -165,7 +166,8 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
         rows.append(
             (
                 f"recall@{idx['n_candidates']}",
-                f"{idx['recall']:.3f} vs exact ({idx['users_checked']} users checked)",
+                f"{idx['recall']:.3f} vs exact; exact top-{idx.get('k')} found: "
+                f"{idx.get('recall_at_k') or 0:.3f} ({idx['users_checked']} users checked)",
             )
         )
         rows.append(
@@ -298,7 +300,7 @@ def manifest_summary(manifest: dict[str, Any], path: str, console: Console) -> N
         (
             "index",
             f"{idx['metric']}, dim {idx['dimension']}, {idx['n_trees']} trees, "
-            f"search_k {idx['search_k']}, recall {idx['recall']}",
+            f"search_k {idx['search_k']}, recall {idx['recall']} (top-k {idx.get('recall_at_k')})",
         ),
         (
             "item columns",
@@ -310,3 +312,197 @@ def manifest_summary(manifest: dict[str, Any], path: str, console: Console) -> N
         ("files", f"{len(manifest['files'])} (checksums verified)"),
     ]
     console.print(_kv_table("Model bundle", rows))
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+EVAL_METRICS = (
+    "precision",
+    "recall",
+    "ndcg",
+    "map",
+    "mrr",
+    "hit_rate",
+    "coverage",
+    "novelty",
+    "mean_popularity",
+)
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _eval_columns(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(header, metrics) per column: the methods on warm users, then the cold-user fallback."""
+    path = result["candidate_path"]["serve_from"]
+    methods = result["methods"]
+    cols = [(f"model ({path})", methods["model"])]
+    cols += [(name, methods[name]) for name in ("exact", "popular", "repeat", "random")]
+    cold = result["cold_users"]
+    if cold["metrics"]:
+        cols.append((f"cold: {cold['fallback']}", cold["metrics"]))
+    return cols
+
+
+def _headline_line(result: dict[str, Any]) -> str:
+    h = result["headline"]
+    ci = h["ci95"].get("model")
+    users = result["counts"]["warm_users"]
+    interval = (
+        f" (95% bootstrap interval {ci[0]:.4f} .. {ci[1]:.4f} over {users:,} warm users)"
+        if ci
+        else ""
+    )
+    return f"{h['metric']} = {h['value']:.4f}{interval}; gates use the point estimate"
+
+
+def _split_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
+    split, c = result["split"], result["counts"]
+    rows: list[tuple[str, Any]] = [("split", f"{split['strategy']}: {split['rule']}")]
+    if split.get("cutoff"):
+        rows.append(("cutoff", split["cutoff"]))
+    for part in ("train", "test"):
+        s = split[part]
+        rows.append((part, f"{s['events']:,} events, {s['first']} .. {s['last']}"))
+    rows.append(("check", split["check"]))
+    if split.get("undated_events_dropped"):
+        rows.append(("undated events", f"{split['undated_events_dropped']:,} dropped"))
+    rows.append(
+        (
+            "training",
+            f"{c['train_users']:,} users x {c['train_items']:,} items, "
+            f"{c['train_interactions']:,} interactions",
+        )
+    )
+    return rows
+
+
+def _test_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
+    c, ex = result["counts"], result["exclusions"]
+    by_type = ", ".join(f"{t} {n:,}" for t, n in ex["removed_test_pairs"].items()) or "none"
+    rows: list[tuple[str, Any]] = [
+        (
+            "test positives",
+            f"{c['pairs']:,} (user, item) pairs of {c['users']:,} users "
+            f"({c['positive_events']:,} events)",
+        ),
+        (
+            "scored (warm)",
+            f"{c['warm_pairs']:,} pairs of {c['warm_users']:,} users",
+        ),
+        (
+            "excluded",
+            f"{c['excluded_pairs']:,} pairs (recommend.exclude_seen: {by_type})",
+        ),
+        ("cold items", f"{c['cold_items']:,} items, {c['cold_item_pairs']:,} pairs of warm users"),
+        (
+            "cold users",
+            f"{c['cold_users']:,} users, {c['cold_user_pairs']:,} pairs; "
+            f"{c['cold_users_scored']:,} scored with the fallback",
+        ),
+    ]
+    if c["warm_users_without_scorable_positives"]:
+        rows.append(
+            (
+                "not scored",
+                f"{c['warm_users_without_scorable_positives']:,} warm users whose positives "
+                "were all excluded or cold items",
+            )
+        )
+    if c["low_ratings_not_positive"]:
+        rows.append(("low ratings", f"{c['low_ratings_not_positive']:,} events not positives"))
+    cp = result["candidate_path"]
+    recall = "" if cp.get("recall") is None else f"; index recall {cp['recall']:.3f}"
+    rows.append(("candidate path", f"{cp['serve_from']}: {cp['reason']}{recall}"))
+    return rows
+
+
+def evaluation_report(result: dict[str, Any], console: Console) -> None:
+    console.print(_kv_table("Split", _split_rows(result)))
+    console.print(_kv_table("Test set", _test_rows(result)))
+    cols = _eval_columns(result)
+    table = Table(
+        title="Metrics (warm users; cold users in the last column)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("metric", no_wrap=True)
+    for header, _ in cols:
+        table.add_column(header, justify="right")
+    for pos, k in enumerate(result["k"]):
+        for j, name in enumerate(EVAL_METRICS):
+            key = f"{name}@{k}"
+            table.add_row(
+                key,
+                *(_num(m.get(key)) for _, m in cols),
+                end_section=j == len(EVAL_METRICS) - 1 and pos < len(result["k"]) - 1,
+            )
+    console.print(table)
+    console.print(_headline_line(result))
+    if result["gates"]:
+        gates = Table(
+            title="Gates (warm-user point estimates)", title_justify="left", box=box.SIMPLE_HEAD
+        )
+        for col in ("gate", "value", "bound", "result", "detail"):
+            gates.add_column(
+                col, justify="right" if col == "value" else "left", no_wrap=col != "detail"
+            )
+        for g in result["gates"]:
+            verdict = "[green]pass[/]" if g["passed"] else "[bold red]FAIL[/]"
+            value = "inf" if g["value"] is None else f"{g['value']:.4f}"
+            gates.add_row(g["gate"], value, f"{g['bound']} {g['limit']:g}", verdict, g["detail"])
+        console.print(gates)
+    else:
+        console.print("no gates configured (evaluate.gates)")
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+    t = result["timings"]
+    console.print(
+        f"[dim]{t['total_s']:.2f} s (training {t['train_s']:.2f} s); {result['output']}[/]"
+    )
+
+
+def evaluation_markdown(result: dict[str, Any]) -> str:
+    cols = _eval_columns(result)
+    lines = [
+        "### reco evaluate",
+        "",
+        _headline_line(result) + ".",
+        "",
+        *(f"- **{key}**: {value}" for key, value in _split_rows(result) + _test_rows(result)),
+        "",
+        "| metric | " + " | ".join(header for header, _ in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    for k in result["k"]:
+        for name in EVAL_METRICS:
+            key = f"{name}@{k}"
+            lines.append(f"| {key} | " + " | ".join(_num(m.get(key)) for _, m in cols) + " |")
+    if result["gates"]:
+        lines += ["", "| gate | result |", "|---|---|"]
+        for g in result["gates"]:
+            lines.append(
+                f"| {g['gate']} | {'pass' if g['passed'] else '**FAIL**'}: {g['message']} |"
+            )
+    lines += ["", *(f"> note: {n}" for n in result["notes"])]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+EVAL_CSV_FIELDS = ("population", "method", "metric", "k", "value")
+
+
+def evaluation_csv(result: dict[str, Any]) -> str:
+    """One row per (population, method, metric, k): easy to load into a sheet or a DataFrame."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(EVAL_CSV_FIELDS)
+    blocks = [("warm", name, m) for name, m in result["methods"].items()]
+    cold = result["cold_users"]
+    if cold["metrics"]:
+        blocks.append(("cold", cold["fallback"], cold["metrics"]))
+    for population, method, metrics in blocks:
+        for key, value in metrics.items():
+            name, k = key.rsplit("@", 1)
+            writer.writerow([population, method, name, k, "" if value is None else value])
+    return buf.getvalue()

@@ -280,3 +280,9 @@ def test_update_continues_the_model_on_new_events(tmp_path: Path) -> None:
 
     with pytest.raises(NothingToUpdate):
         train_model(cfg, update=True)
+
+
+def test_warp_kos_trains_without_sample_weights(tmp_path: Path) -> None:
+    cfg = events_config(parity_events(tmp_path / "p.csv"), default_event_type="purchase")
+    cfg_path = pipeline(tmp_path, cfg | {"train": {"loss": "warp-kos"}})
+    assert len(Recommender.open(load_config(cfg_path).workdir_path).recommend("u0", 5).items) == 5

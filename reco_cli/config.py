@@ -611,6 +611,9 @@ class EvaluateConfig(StrictModel):
     # --against FILE without any gate carrying max_drop: the headline may drop at most this.
     max_drop: NonNegative = 0.02
     gates: dict[str, GateConfig] = Field(default_factory=dict)
+    # Also measure the served lists with every business rule (recommend.rules) and with each
+    # rule left out in turn: one more ranking pass per rule over the warm users.
+    rule_impact: bool = True
 
     @field_validator("cutoff")
     @classmethod

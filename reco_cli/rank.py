@@ -102,10 +102,12 @@ class Recommender:
         self.bundle = bundle
         cfg = bundle.manifest["config"]["recommend"]
         self.n_candidates = n_candidates or int(cfg["n_candidates"])
-        self.user_ids = bundle["user_ids"]
-        self.item_ids = bundle["item_ids"]
-        self.user_vectors = bundle["user_vectors"]
-        self.item_vectors = bundle["item_vectors"]
+        # Plain ndarray views of the mapped files: no copy, and no np.memmap overhead on the
+        # many small reads a request makes.
+        self.user_ids = np.asarray(bundle["user_ids"])
+        self.item_ids = np.asarray(bundle["item_ids"])
+        self.user_vectors = np.asarray(bundle["user_vectors"])
+        self.item_vectors = np.asarray(bundle["item_vectors"])
         info = bundle.index_info
         self.serve_from: str = info["serve_from"]
         self.search_k = int(info.get("search_k") or -1)
@@ -123,6 +125,12 @@ class Recommender:
             {e for r in self.rules if isinstance(r, ExcludeSeenRule) for e in r.events}
         )
         self._check_seen_arrays()
+        self._seen_arrays = {
+            e: tuple(
+                np.asarray(bundle[f"seen_{e}_{part}"]) for part in ("indptr", "indices", "last")
+            )
+            for e in self.seen_events
+        }
         last = bundle.manifest.get("data", {}).get("last_event")
         self.now = datetime.fromisoformat(last).timestamp() if last else None
         self.pass_fraction = static_pass_fraction(self.rules, len(self.item_ids))
@@ -216,12 +224,9 @@ class Recommender:
         return np.unique(np.concatenate(seen)) if seen else np.empty(0, dtype=np.int64)
 
     def _seen(self, u: int, event: str) -> Seen:
-        indptr = self.bundle[f"seen_{event}_indptr"]
+        indptr, indices, last = self._seen_arrays[event]
         lo, hi = int(indptr[u]), int(indptr[u + 1])
-        return Seen(
-            np.asarray(self.bundle[f"seen_{event}_indices"][lo:hi], dtype=np.int64),
-            np.asarray(self.bundle[f"seen_{event}_last"][lo:hi], dtype=np.int64),
-        )
+        return Seen(indices[lo:hi].astype(np.int64), last[lo:hi].astype(np.int64))
 
     def user_context(self, u: int | None) -> UserContext:
         if u is None:
@@ -248,11 +253,10 @@ class Recommender:
         base = max(self.n_candidates, k) + n_seen + self.promoted
         return min(len(self.item_ids), math.ceil(base / max(self.pass_fraction, 1e-9)))
 
-    def recommend(self, user_id: str, k: int, fallback: str = "popular") -> RecommendationList:
-        user_id = user_id.strip()
-        u = self.user_index(user_id)
-        if u is None:
-            return self._unknown(user_id, k, fallback)
+    def rank_user(self, u: int, k: int, trace: bool = True) -> tuple[Ranked, str, int]:
+        """The rule engine's top k for model row u (what `recommend` serves, before ids, titles
+        and reasons are attached), the candidate path used and the candidate pool's size.
+        Offline evaluation calls this to measure exactly what is served."""
         user = self.user_context(u)
         n_seen = sum(len(s.items) for s in user.seen.values())
         n = self._fetch_size(k, n_seen)
@@ -261,16 +265,28 @@ class Recommender:
         def score_of(items: np.ndarray) -> np.ndarray:
             return self.score(u, items)
 
+        def rank(cands: np.ndarray) -> Ranked:
+            scores = self.score(u, cands)
+            return apply_rules(self.rules, cands, scores, user, k, MODEL, score_of, trace)
+
         cands = self.candidates(u, n)
-        ranked = apply_rules(self.rules, cands, self.score(u, cands), user, k, MODEL, score_of)
+        ranked = rank(cands)
         path = self.serve_from
         if len(ranked.items) < k and len(cands) < len(self.item_ids):
             # The rules left fewer than k of the candidates: rank the whole catalogue instead.
             cands = exact_top(vector, np.asarray(self.item_vectors), len(self.item_ids))
-            ranked = apply_rules(self.rules, cands, self.score(u, cands), user, k, MODEL, score_of)
+            ranked = rank(cands)
             path = "exact (full catalogue: the rules left too few candidates)"
+        return ranked, path, len(cands)
+
+    def recommend(self, user_id: str, k: int, fallback: str = "popular") -> RecommendationList:
+        user_id = user_id.strip()
+        u = self.user_index(user_id)
+        if u is None:
+            return self._unknown(user_id, k, fallback)
+        ranked, path, pool = self.rank_user(u, k)
         items = self._items(ranked, u)
-        notes = self._short_note(ranked, k, len(cands))
+        notes = self._short_note(ranked, k, pool)
         return RecommendationList(
             user_id, items, False, path, self.bundle.version, notes, self._trace(ranked.trace)
         )

@@ -345,6 +345,46 @@ def _eval_columns(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return cols
 
 
+def _rule_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """The leave-one-rule-out table: all rules, then per rule the share of lists it changed
+    and the change in the headline metric, recall and coverage at the headline's k."""
+    block = result.get("rules")
+    if not block:
+        return None
+    k = result["headline"]["metric"].rsplit("@", 1)[1]
+    keys = list(dict.fromkeys([result["headline"]["metric"], f"recall@{k}", f"coverage@{k}"]))
+    interval = f"{keys[0]} 95% interval"
+    header = ["rule", "type", f"lists changed @{block['k']}", *keys, interval]
+    rows = [["all rules", "", "", *(_num(block["all_rules"].get(key)) for key in keys), ""]]
+    rows.append(
+        ["model alone", "", "", *(_num(result["methods"]["model"].get(key)) for key in keys), ""]
+    )
+    for rule in block["rules"]:
+        ci = rule.get("delta_ci95")
+        rows.append(
+            [
+                rule["name"],
+                rule["type"],
+                f"{rule['lists_changed']:.1%}",
+                *(_delta(rule["delta"].get(key)) for key in keys),
+                f"{ci[0]:+.4f} .. {ci[1]:+.4f}" if ci else "",
+            ]
+        )
+    return header, rows
+
+
+def _delta(value: Any) -> str:
+    """A rule's effect on a metric: + when the rule helps (the metric drops without it)."""
+    return "n/a" if value is None else f"{value:+.4f}"
+
+
+RULES_TITLE = (
+    "Business rules on the served lists (warm users): per rule, the share of lists it changed "
+    "and its effect, all rules minus all but this rule (+ helps, - costs; the interval is a "
+    "paired bootstrap over users: one that spans 0 is noise)"
+)
+
+
 def _headline_line(result: dict[str, Any]) -> str:
     h = result["headline"]
     ci = h["ci95"].get("model")
@@ -440,6 +480,15 @@ def evaluation_report(result: dict[str, Any], console: Console) -> None:
             )
     console.print(table)
     console.print(_headline_line(result))
+    rule_table = _rule_rows(result)
+    if rule_table:
+        rule_header, rule_rows = rule_table
+        rules = Table(title=RULES_TITLE, title_justify="left", box=box.SIMPLE_HEAD)
+        for i, col in enumerate(rule_header):
+            rules.add_column(col, justify="left" if i < 2 else "right", no_wrap=i == 0)
+        for n, row in enumerate(rule_rows):
+            rules.add_row(*[escape(c) for c in row], end_section=n == 1)
+        console.print(rules)
     if result["gates"]:
         gates = Table(
             title="Gates (warm-user point estimates)", title_justify="left", box=box.SIMPLE_HEAD
@@ -479,6 +528,12 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
         for name in EVAL_METRICS:
             key = f"{name}@{k}"
             lines.append(f"| {key} | " + " | ".join(_num(m.get(key)) for _, m in cols) + " |")
+    rule_table = _rule_rows(result)
+    if rule_table:
+        rule_header, rule_rows = rule_table
+        lines += ["", f"{RULES_TITLE}:", "", "| " + " | ".join(rule_header) + " |"]
+        lines.append("|---|---|" + "---:|" * (len(rule_header) - 2))
+        lines += ["| " + " | ".join(row) + " |" for row in rule_rows]
     if result["gates"]:
         lines += ["", "| gate | result |", "|---|---|"]
         for g in result["gates"]:
@@ -501,6 +556,11 @@ def evaluation_csv(result: dict[str, Any]) -> str:
     cold = result["cold_users"]
     if cold["metrics"]:
         blocks.append(("cold", cold["fallback"], cold["metrics"]))
+    if result.get("rules"):
+        blocks.append(("warm", "rules: all", result["rules"]["all_rules"]))
+        blocks += [
+            ("warm", f"rules: without {r['name']}", r["without"]) for r in result["rules"]["rules"]
+        ]
     for population, method, metrics in blocks:
         for key, value in metrics.items():
             name, k = key.rsplit("@", 1)

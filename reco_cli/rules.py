@@ -149,6 +149,9 @@ class _State:
         self.items, self.scores = self.items[mask], self.scores[mask]
 
     def top(self) -> list[int]:
+        if not self.pins:  # the usual case until a promotion: just the best k
+            best: list[int] = self.items[: self.k].tolist()
+            return best
         out: list[int] = []
         free = iter(self.items[: self.k].tolist())  # at most k free items can show
         slot = 1
@@ -403,13 +406,15 @@ def apply_rules(
     k: int,
     base_reason: str = MODEL,
     score_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    trace: bool = True,
 ) -> Ranked:
     """Rank candidates (item indices with model scores) through `rules`, in order, and cut to k.
 
     Before the first boost, the scores of the items still in the list are scaled to [0, 1], so
     a boost means the same for every request whatever the raw scale (and a negative raw score is
     never boosted downwards). `score_of` gives the model score of promoted items that were not
-    among the candidates.
+    among the candidates. `trace=False` skips the per-rule trace (for evaluation passes that
+    only need the lists).
     """
     items = np.asarray(items, dtype=np.int64)
     raw = np.asarray(scores, dtype=np.float64)
@@ -419,6 +424,9 @@ def apply_rules(
     ctx = _Context(user, [r for r in rules if r.gate])
     traces = []
     for rule in rules:
+        if not trace:
+            rule.apply(state, ctx)
+            continue
         before, removed = state.top(), state.removed
         note = rule.apply(state, ctx)
         after = state.top()

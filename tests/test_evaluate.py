@@ -205,6 +205,8 @@ def sample_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
 
 def sample_cfg(sample_workdir: tuple[Path, dict[str, Any]], **sections: Any) -> RecoConfig:
     tmp, raw = sample_workdir
+    # The leave-one-rule-out passes (tests/test_evaluate_rules.py) only when a test asks.
+    sections["evaluate"] = {"rule_impact": False, **sections.get("evaluate", {})}
     raw = {**raw, **{k: {**raw.get(k, {}), **v} for k, v in sections.items()}}
     return load(tmp, raw)
 
@@ -291,7 +293,7 @@ def test_repeat_baseline_wins_when_rebuying_is_allowed(sample_workdir) -> None: 
     allow = run_evaluation(
         sample_cfg(
             sample_workdir,
-            evaluate={"bootstrap": 0, "rule_impact": False},
+            evaluate={"bootstrap": 0},
             recommend={"exclude_seen": [], "rules": []},
         )
     )

@@ -48,6 +48,7 @@ test: lint unit
 # Benchmarks against the shared data sets (skipped when ../shared/datasets is absent); not in `test`.
 bench: install
 	$(BIN)/python bench/bench_evaluate.py
+	$(BIN)/python bench/bench_serving.py
 
 clean:
 	rm -rf $(VENV) .reco .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -243,6 +243,7 @@ def _read_users_file(path: Path) -> list[str]:
         "Examples:\n\n"
         "  reco recommend -c configs/default.yaml --user 12583 -k 10\n\n"
         "  reco recommend -c configs/default.yaml --user 12583 --format json | jq .\n\n"
+        "  reco recommend -c configs/default.yaml --user 12583 --explain\n\n"
         "  reco recommend -c configs/default.yaml --users-file users.txt --format csv > recs.csv"
     ),
 )
@@ -264,12 +265,20 @@ def recommend(
         Fallback | None,
         typer.Option(help="Unknown users: popular items, or exit 6 (default recommend.fallback)."),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Show what each business rule removed, added or moved for the user."
+        ),
+    ] = False,
     workdir: WorkdirOpt = None,
 ) -> None:
     """Top-k items for one or more users from the current model bundle.
 
     Unknown users get the most popular items, marked as a fallback (or exit 6 with
-    --fallback error). Items the user already bought are not repeated (recommend.exclude_seen).
+    --fallback error). The business rules of recommend.rules (exclude already bought, filters,
+    boosts, category caps, promoted slots) run from the config given here; every item carries
+    its reason: model, popular, boosted:<rule> or promoted:<rule>.
     """
     with guarded():
         from .errors import InputDataError
@@ -283,16 +292,16 @@ def recommend(
         from . import render
         from .rank import Recommender
 
-        recommender = Recommender.open(cfg.workdir_path)
+        recommender = Recommender.open(cfg.workdir_path, rules=cfg.recommend.effective_rules)
         _warn_if_config_changed(recommender.bundle.manifest, cfg)
         k_value = k or cfg.recommend.k
         mode = (fallback.value if fallback else None) or cfg.recommend.fallback
         results = [recommender.recommend(u, k_value, mode) for u in users]
         if fmt is Fmt.json:
             payload: Any = (
-                results[0].to_dict()
+                results[0].to_dict(explain)
                 if len(results) == 1 and users_file is None
-                else [r.to_dict() for r in results]
+                else [r.to_dict(explain) for r in results]
             )
             sys.stdout.write(render.to_json(payload) + "\n")
         elif fmt is Fmt.csv:
@@ -300,9 +309,14 @@ def recommend(
         else:
             for res in results:
                 render.recommendations_table(res, out)
+                if explain:
+                    render.rules_trace(res, out)
         for res in results:
-            if res.fallback and fmt is not Fmt.table:
-                note(res.notes[0])
+            if fmt is not Fmt.table:
+                for message in res.notes:
+                    note(message)
+                if explain and fmt is Fmt.csv:
+                    render.rules_trace(res, err)
 
 
 def _warn_if_config_changed(manifest: dict[str, Any], cfg: Any) -> None:
@@ -315,9 +329,20 @@ def _warn_if_config_changed(manifest: dict[str, Any], cfg: Any) -> None:
     drift = []
     for section in ("train", "index"):
         drift += config_drift(trained.get(section, {}), current.get(section, {}), f"{section}.")
+    # Item metadata (what the business rules read) is baked into the bundle too.
+    drift += config_drift(
+        trained.get("data", {}).get("items") or {},
+        current.get("data", {}).get("items") or {},
+        "data.items.",
+    )
     if drift:
         shown = "; ".join(drift[:3]) + (f"; {len(drift) - 3} more" if len(drift) > 3 else "")
-        note(f"the model was trained with {shown}; run `reco train` to apply")
+        steps = (
+            "`reco ingest` and `reco train`"
+            if any(d.startswith("data.items.") for d in drift)
+            else "`reco train`"
+        )
+        note(f"the model was trained with {shown}; run {steps} to apply")
 
 
 @app.command(epilog="Example: reco inspect -c configs/default.yaml --format json")

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -41,6 +42,7 @@ EventType = Literal[
     "impression",
 ]
 NonNegative = Annotated[float, Field(ge=0)]
+_EVENT_ORDER = list(C.EVENT_TYPES)
 
 
 class StrictModel(BaseModel):
@@ -173,12 +175,36 @@ class EventsSource(SourceConfig):
         return value
 
 
+class KeywordColumn(StrictModel):
+    """A text column derived from another one by keywords, e.g. a category from the title.
+
+    `keywords` maps each value to the words that select it; the first value (in file order) with a
+    whole-word, case-insensitive match wins, and an item matching none gets `default`.
+    """
+
+    source: str = C.TITLE
+    keywords: dict[str, list[str]]
+    default: str | None = None
+
+    @field_validator("keywords")
+    @classmethod
+    def _non_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not value:
+            raise ValueError("keywords needs at least one value: [words]")
+        for name, words in value.items():
+            if not words or any(not str(w).strip() for w in words):
+                raise ValueError(f"keywords.{name}: give a non-empty list of non-empty words")
+        return value
+
+
 class ItemsSource(SourceConfig):
     """Item metadata: `columns` maps item_id, title, category, price or any name to a column."""
 
     timestamp_format: str | list[str] = "auto"
     # Columns (by canonical name) read as numbers; the rest stay strings. price is always numeric.
     numeric_columns: list[str] = Field(default_factory=list)
+    # New text columns derived at ingest from keywords in another column (see KeywordColumn).
+    keyword_columns: dict[str, KeywordColumn] = Field(default_factory=dict)
 
     @field_validator("columns")
     @classmethod
@@ -186,6 +212,34 @@ class ItemsSource(SourceConfig):
         if C.ITEM_ID not in value:
             raise ValueError("columns.item_id is required for item metadata")
         return value
+
+    @model_validator(mode="after")
+    def _keyword_sources(self) -> ItemsSource:
+        for name, derived in self.keyword_columns.items():
+            if name in self.columns:
+                raise ValueError(
+                    f"data.items.keyword_columns.{name}: {name!r} is already in data.items.columns; "
+                    "give the derived column another name"
+                )
+            if derived.source not in self.columns or derived.source == C.ITEM_ID:
+                raise ValueError(
+                    f"data.items.keyword_columns.{name}.source: {derived.source!r} is not a "
+                    f"text column of data.items.columns ({sorted(self.columns)})"
+                )
+            if derived.source in self.numeric_columns or derived.source == C.PRICE:
+                raise ValueError(
+                    f"data.items.keyword_columns.{name}.source: {derived.source!r} is numeric"
+                )
+        return self
+
+    @property
+    def all_columns(self) -> list[str]:
+        """Every column items.parquet will have: the mapped ones and the derived ones."""
+        return [*self.columns, *self.keyword_columns]
+
+    @property
+    def numeric(self) -> set[str]:
+        return ({C.PRICE, *self.numeric_columns} & set(self.columns)) - {C.ITEM_ID}
 
 
 def _check_timestamp_formats(value: str | list[str]) -> str | list[str]:
@@ -327,11 +381,177 @@ class IndexConfig(StrictModel):
     check_users: Annotated[int, Field(gt=0)] = 200
 
 
+# --- business rules (recommend.rules) ---------------------------------------------------------
+# One model per rule type, selected by `type:`; rules.py holds the behaviour of each.
+
+Scalar = str | bool | int | float
+
+
+class _Rule(StrictModel):
+    # Shown in reasons (`boosted:<name>`), the --explain trace and the evaluation; unique.
+    name: str | None = None
+    # Where the rule came from in the YAML, for error messages ("recommend.rules[2]").
+    _path: str = PrivateAttr(default="recommend.rules")
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def default_name(self) -> str:
+        column = getattr(self, "column", None)
+        kind = str(getattr(self, "type", "rule"))
+        return f"{kind}-{column}" if column else kind
+
+
+class ExcludeSeenRule(_Rule):
+    """Drop items the user had one of `events` with (within `lookback_days` of the data's end)."""
+
+    type: Literal["exclude_seen"]
+    events: Annotated[list[EventType], Field(min_length=1)] = Field(
+        default_factory=lambda: ["purchase"]  # type: ignore[arg-type]
+    )
+    lookback_days: Annotated[float, Field(gt=0)] | None = None
+
+
+class FilterRule(_Rule):
+    """Keep (`action: include`) or drop (`action: exclude`) items whose column matches."""
+
+    # `in` is a Python keyword: the field is in_, read and written as `in`.
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, populate_by_name=True, serialize_by_alias=True
+    )
+    type: Literal["filter"]
+    column: str
+    action: Literal["include", "exclude"] = "include"
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    not_in: list[Scalar] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> FilterRule:
+        if all(v is None for v in (self.equals, self.in_, self.not_in, self.min, self.max)):
+            raise ValueError("a filter needs a condition: equals, in, not_in, min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class BoostRule(_Rule):
+    """Add `weight` x (a numeric column scaled to [0, 1], or 1 for listed items) to the
+    candidate's model score normalised to [0, 1] within the request."""
+
+    type: Literal["boost"]
+    column: str | None = None
+    items: list[str] | None = None
+    weight: Annotated[float, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _column_or_items(self) -> BoostRule:
+        if (self.column is None) == (self.items is None):
+            raise ValueError("a boost needs exactly one of column (numeric) or items (a list)")
+        if self.items is not None and not self.items:
+            raise ValueError("items is empty")
+        return self
+
+    def default_name(self) -> str:
+        return f"boost-{self.column}" if self.column else "boost"
+
+
+class MaxPerCategoryRule(_Rule):
+    """At most `limit` items per value of `column` (items without a value are not capped)."""
+
+    type: Literal["max_per_category"]
+    column: str = C.CATEGORY
+    limit: Annotated[int, Field(ge=1)]
+
+
+class PromoteRule(_Rule):
+    """Fill `slots` (1-based positions), in order, with the first listed items that pass every
+    exclude_seen and filter rule of the list."""
+
+    type: Literal["promote"]
+    items: Annotated[list[str], Field(min_length=1)]
+    slots: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+
+    @field_validator("slots")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"slots must be distinct positions (got {value})")
+        return value
+
+
+RULE_TYPES: dict[str, type[_Rule]] = {
+    "exclude_seen": ExcludeSeenRule,
+    "filter": FilterRule,
+    "boost": BoostRule,
+    "max_per_category": MaxPerCategoryRule,
+    "promote": PromoteRule,
+}
+AnyRule = ExcludeSeenRule | FilterRule | BoostRule | MaxPerCategoryRule | PromoteRule
+RuleConfig = Annotated[AnyRule, Field(discriminator="type")]
+# Rules that read item metadata columns, and those that need the column to be numeric.
+NUMERIC_RULE_KEYS = ("min", "max")
+
+
 class RecommendConfig(StrictModel):
     k: Annotated[int, Field(gt=0, le=10_000)] = 10
     n_candidates: Annotated[int, Field(gt=0)] = 200
+    # Kept for older configs: becomes an exclude_seen rule in front of `rules` unless `rules`
+    # has its own exclude_seen rule (then this mirrors that rule's event types). [] turns it off.
     exclude_seen: list[EventType] = Field(default_factory=lambda: ["purchase"])  # type: ignore[arg-type]
     fallback: Literal["popular", "error"] = "popular"
+    # Business rules, applied in order after scoring and before the cut to k.
+    rules: list[RuleConfig] | None = None
+
+    @model_validator(mode="after")
+    def _normalise_rules(self) -> RecommendConfig:
+        rules = self.rules or []
+        for i, rule in enumerate(rules):
+            rule._path = f"recommend.rules[{i}]"
+        seen_rules = [r for r in rules if isinstance(r, ExcludeSeenRule)]
+        if seen_rules:
+            union = sorted({e for r in seen_rules for e in r.events}, key=_EVENT_ORDER.index)
+            explicit = "exclude_seen" in self.model_fields_set
+            if explicit and sorted(self.exclude_seen, key=_EVENT_ORDER.index) != union:
+                raise ValueError(
+                    f"recommend.exclude_seen {self.exclude_seen} disagrees with the exclude_seen "
+                    f"rule(s) in recommend.rules ({union}); remove recommend.exclude_seen"
+                )
+            self.exclude_seen = union
+        taken: dict[str, str] = {}
+        for rule in self.effective_rules:
+            if rule.name is not None:
+                if rule.name in taken:
+                    raise ValueError(
+                        f"{rule.path}.name: {rule.name!r} is already the name of {taken[rule.name]}; "
+                        "rule names must be unique"
+                    )
+                taken[rule.name] = rule.path
+        for rule in self.effective_rules:
+            if rule.name is None:
+                base = rule.default_name()
+                name, n = base, 2
+                while name in taken:
+                    name, n = f"{base}-{n}", n + 1
+                rule.name = name
+                taken[name] = rule.path
+        return self
+
+    @property
+    def effective_rules(self) -> list[AnyRule]:
+        """The rules that run, in order: `rules`, with `exclude_seen` translated in front of
+        them when they have no exclude_seen rule of their own."""
+        rules: list[AnyRule] = list(self.rules or [])
+        if self.exclude_seen and not any(isinstance(r, ExcludeSeenRule) for r in rules):
+            legacy = ExcludeSeenRule(
+                type="exclude_seen", events=list(self.exclude_seen), name="exclude_seen"
+            )
+            legacy._path = "recommend.exclude_seen"
+            rules.insert(0, legacy)
+        return rules
 
 
 # Metrics computed per user at each k (and averaged over users), and over all lists at each k.
@@ -391,6 +611,9 @@ class EvaluateConfig(StrictModel):
     # --against FILE without any gate carrying max_drop: the headline may drop at most this.
     max_drop: NonNegative = 0.02
     gates: dict[str, GateConfig] = Field(default_factory=dict)
+    # Also measure the served lists with every business rule (recommend.rules) and with each
+    # rule left out in turn: one more ranking pass per rule over the warm users.
+    rule_impact: bool = True
 
     @field_validator("cutoff")
     @classmethod
@@ -553,6 +776,7 @@ class RecoConfig(StrictModel):
                 f"recommend.n_candidates ({self.recommend.n_candidates}) must be at least "
                 f"recommend.k ({self.recommend.k})"
             )
+        self._check_rule_columns()
         ev = self.evaluate
         if C.RATING_EVENT in ev.positive_events and self.positive_min_rating is None:
             raise ValueError(
@@ -560,6 +784,37 @@ class RecoConfig(StrictModel):
                 "train.min_rating) so low ratings are never counted as positives"
             )
         return self
+
+    def _check_rule_columns(self) -> None:
+        """Each rule's column must exist in the item metadata, and be numeric where it counts."""
+        items = self.data.items
+        have = items.all_columns if items else []
+        numeric = items.numeric if items else set()
+        for rule in self.recommend.effective_rules:
+            column = getattr(rule, "column", None)
+            if column is None:
+                continue
+            if column not in have:
+                known = f"data.items has {have}" if items else "no data.items is configured"
+                raise ValueError(
+                    f"{rule.path}.column: {column!r} is not an item metadata column ({known})"
+                )
+            needs_number = isinstance(rule, BoostRule) or (
+                isinstance(rule, FilterRule) and (rule.min is not None or rule.max is not None)
+            )
+            if needs_number and column not in numeric:
+                raise ValueError(
+                    f"{rule.path}.column: {column!r} is a text column; this rule needs a numeric "
+                    "one (price, or a column listed in data.items.numeric_columns)"
+                )
+            if isinstance(rule, FilterRule) and column in numeric:
+                values = [rule.equals, *(rule.in_ or []), *(rule.not_in or [])]
+                texts = [v for v in values if isinstance(v, str)]
+                if texts:
+                    raise ValueError(
+                        f"{rule.path}: column {column!r} is numeric, but the filter compares it "
+                        f"with text {texts[0]!r}; give numbers"
+                    )
 
     @property
     def workdir_path(self) -> Path:
@@ -598,14 +853,23 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[st
     """Walk the models along an error location to list the keys allowed at that point."""
     current: Any = model
     for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # a list position: the model stays the same
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
         if field is None:
+            if part in RULE_TYPES:  # the tag pydantic adds inside a discriminated union
+                current = RULE_TYPES[str(part)]
+                continue
             return None
         current = _model_in(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [
+            (f.alias or name)
+            for name, f in current.model_fields.items()
+            if not name.startswith("_")
+        ]
     return None
 
 
@@ -623,17 +887,41 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not str(p).startswith(("function-after", "literal")))
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = _key_path(loc)
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(RecoConfig, loc)
             hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
             lines.append(f"{where}: unknown key {key!r}{hint}")
             continue
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = (err.get("ctx") or {}).get("tag")
+            what = f"unknown rule type {tag!r}" if tag else "a rule needs a type"
+            lines.append(f"{where}: {key}.type: {what} (allowed: {', '.join(RULE_TYPES)})")
+            continue
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
-        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
-        lines.append(f"{where}: {key}: {msg}{shown}")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        if not loc or msg.startswith(key):
+            # A cross-field check already names its key path.
+            lines.append(f"{where}: {msg}{shown}")
+        else:
+            lines.append(f"{where}: {key}: {msg}{shown}")
     return "\n".join(lines)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """('recommend', 'rules', 2, 'filter', 'column') -> 'recommend.rules[2].column'."""
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(previous, int) and part in RULE_TYPES:
+            pass  # the union tag pydantic inserts after a rule's position
+        else:
+            out += f".{part}" if out else str(part)
+        previous = part
+    return out or "(top level)"
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RecoConfig:

@@ -9,6 +9,7 @@ column. All three are written to rejects.parquet with their reason, file and lin
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, cast
 import polars as pl
 
 from . import columns as C
-from .config import EventsSource, ItemsSource, RecoConfig
+from .config import EventsSource, ItemsSource, KeywordColumn, RecoConfig
 from .errors import InputDataError
 from .impressions import check_reject_share as check_impression_rejects
 from .impressions import ingest_impressions
@@ -483,6 +484,11 @@ def _ingest_items(src: ItemsSource | None, tmp: str) -> tuple[pl.DataFrame, dict
         .select(pl.any_horizontal([pl.col(n) > 1 for n in others]).sum() if others else pl.lit(0))
         .item()
     )
+    derived: dict[str, dict[str, int]] = {}
+    for name, spec in src.keyword_columns.items():
+        items = items.with_columns(keyword_column(spec).alias(name))
+        counts = items.get_column(name).fill_null("(none)").value_counts(sort=True)
+        derived[name] = {str(v): int(n) for v, n in counts.iter_rows()}
     stats = {
         "files": files,
         "rows_read": raw.height,
@@ -490,9 +496,23 @@ def _ingest_items(src: ItemsSource | None, tmp: str) -> tuple[pl.DataFrame, dict
         "items": items.height,
         "items_with_conflicting_values": conflicts,
         "invalid_numbers_set_to_null": {k: v for k, v in bad_numbers.items() if v},
-        "columns": names,
+        "columns": [*names, *src.keyword_columns],
+        "keyword_columns": derived,
     }
     return items, stats
+
+
+def keyword_column(spec: KeywordColumn) -> pl.Expr:
+    """The first value (in config order) whose words occur, as whole words in any case, in the
+    source text; `spec.default` when none does."""
+    expr: pl.Expr = pl.lit(spec.default, dtype=pl.String)
+    for value, words in reversed(list(spec.keywords.items())):
+        # Words of a phrase match across any run of spaces ("HOT  WATER BOTTLE" in exports).
+        phrases = (r"\s+".join(re.escape(part) for part in w.split()) for w in words)
+        pattern = r"(?i)\b(?:" + "|".join(phrases) + r")\b"
+        matched = pl.col(spec.source).str.contains(pattern).fill_null(False)
+        expr = pl.when(matched).then(pl.lit(value)).otherwise(expr)
+    return expr
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -106,3 +106,35 @@ def exclusion_matrix(
     )
     matrix.sort_indices()
     return matrix
+
+
+def strongest_event(events: pl.DataFrame, inter: Interactions, train: TrainConfig) -> np.ndarray:
+    """For each stored (user, item) of `inter.weights` (CSR order), the index in
+    `columns.EVENT_TYPES` of the highest-weighted event type behind it ("bought" beats
+    "viewed"), so a reason can say what the user did with the item."""
+    weights = {t: w for t, w in train.event_weights.items() if w > 0}
+    order = {t: i for i, t in enumerate(C.EVENT_TYPES)}
+    best = (
+        weighted_events(events, train)
+        .with_columns(
+            pl.col(C.EVENT_TYPE).replace_strict(weights, default=0.0).alias("__tw"),
+        )
+        .sort(["__tw", C.EVENT_TYPE], descending=[True, False])
+        .group_by(C.USER_ID, C.ITEM_ID)
+        .agg(pl.col(C.EVENT_TYPE).first())
+    )
+    rows = np.searchsorted(inter.user_ids, best.get_column(C.USER_ID).to_numpy().astype(str))
+    cols = np.searchsorted(inter.item_ids, best.get_column(C.ITEM_ID).to_numpy().astype(str))
+    codes = np.array([order[t] for t in best.get_column(C.EVENT_TYPE).to_list()], dtype=np.int8)
+    # +1 so that an explicit zero code survives the sparse matrix; every pair is present.
+    matrix = sp.csr_matrix(
+        (codes.astype(np.int16) + 1, (rows, cols)), shape=inter.shape, dtype=np.int16
+    )
+    matrix.sort_indices()
+    weights_csr = inter.weights
+    if not (
+        np.array_equal(matrix.indptr, weights_csr.indptr)
+        and np.array_equal(matrix.indices, weights_csr.indices)
+    ):
+        raise RuntimeError("event codes do not line up with the interaction matrix")
+    return (matrix.data - 1).astype(np.int8)

@@ -7,6 +7,7 @@ when it is complete, so a reader never sees a half-written or mixed bundle.
 from __future__ import annotations
 
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,12 @@ from .config import RecoConfig, TrainConfig
 from .errors import InputDataError, ModelBundleError, TrainingDivergedError
 from .index import IndexDecision, build_index, check_finite, choose_path
 from .ingest import EVENTS_FILE, ITEMS_FILE
-from .interactions import Interactions, build_interactions, exclusion_matrix
+from .interactions import (
+    Interactions,
+    build_interactions,
+    exclusion_matrix,
+    strongest_event,
+)
 from .publish import publish_version
 
 EpochCallback = Callable[[int, int], None]
@@ -352,16 +358,21 @@ def write_bundle(
     save_array(out, "exclude_indptr", excl.indptr.astype(np.int64))
     save_array(out, "exclude_indices", excl.indices.astype(np.int32))
     save_array(out, "exclude_last_seen", excl.data.astype(np.int64))
-    optional = []
-    if items is not None:
-        meta = pl.DataFrame({C.ITEM_ID: inter.item_ids.tolist()}).join(
-            items, on=C.ITEM_ID, how="left", maintain_order="left"
-        )
-        for col in (C.TITLE, C.CATEGORY):
-            if col in meta.columns:
-                values = meta.get_column(col).cast(pl.String).fill_null("").to_numpy().astype(str)
-                save_array(out, f"item_{col}", values)
-                optional.append(f"item_{col}")
+    optional: list[str] = []
+    # Per event type the rules may exclude: which items each user had it with, and when last.
+    for event_type in cfg.recommend.exclude_seen:
+        seen = exclusion_matrix(events, inter.user_ids, inter.item_ids, [event_type])
+        save_array(out, f"seen_{event_type}_indptr", seen.indptr.astype(np.int64))
+        save_array(out, f"seen_{event_type}_indices", seen.indices.astype(np.int32))
+        save_array(out, f"seen_{event_type}_last", seen.data.astype(np.int64))
+        optional += [f"seen_{event_type}_{part}" for part in ("indptr", "indices", "last")]
+    # The training history, for reasons such as "because you bought X".
+    save_array(out, "history_indptr", inter.weights.indptr.astype(np.int64))
+    save_array(out, "history_indices", inter.weights.indices.astype(np.int32))
+    save_array(out, "history_event", strongest_event(events, inter, cfg.train))
+    optional += ["history_indptr", "history_indices", "history_event"]
+    item_columns = write_item_columns(out, items, inter.item_ids)
+    optional += [meta["array"] for meta in item_columns.values()]
     np.savez(out / STATE_FILE, allow_pickle=False, **fitted.state)
 
     index_cfg = cfg.index
@@ -417,10 +428,42 @@ def write_bundle(
         | (training or {}),
         "index": decision.to_dict() | {"file": INDEX_FILE if index_path else None},
         "optional_arrays": optional,
+        # Item metadata for the business rules and the output: column -> array and kind.
+        "item_columns": item_columns,
+        "seen_event_types": list(cfg.recommend.exclude_seen),
+        "event_types": list(C.EVENT_TYPES),
         "state_file": STATE_FILE,
     }
     write_manifest(out, manifest)
     return manifest
+
+
+def write_item_columns(
+    out: Path, items: pl.DataFrame | None, item_ids: np.ndarray
+) -> dict[str, dict[str, str]]:
+    """Every item metadata column as a plain array aligned with the model's items: numbers as
+    float64 (NaN when missing), anything else as text ("" when missing). No pickle, so the
+    recommend path reads them with numpy alone."""
+    if items is None:
+        return {}
+    meta = pl.DataFrame({C.ITEM_ID: item_ids.tolist()}).join(
+        items, on=C.ITEM_ID, how="left", maintain_order="left"
+    )
+    written: dict[str, dict[str, str]] = {}
+    for i, col in enumerate(c for c in meta.columns if c != C.ITEM_ID):
+        # Column names come from the config: keep file names safe and distinct.
+        safe = re.sub(r"[^A-Za-z0-9_]", "_", col)
+        name = f"meta_{safe}" if safe == col else f"meta_{i}_{safe}"
+        values = meta.get_column(col)
+        if values.dtype.is_numeric():
+            array = values.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float64)
+            kind = "number"
+        else:
+            array = values.cast(pl.String).fill_null("").to_numpy().astype(str)
+            kind = "text"
+        save_array(out, name, array)
+        written[col] = {"array": name, "kind": kind}
+    return written
 
 
 def _iso(value: Any) -> str | None:

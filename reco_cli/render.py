@@ -97,6 +97,16 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
     if "items" in report:
         it = report["items"]
         rows.append(("item metadata", f"{it['items']:,} items from {it['rows_read']:,} rows"))
+        for column, counts in it.get("keyword_columns", {}).items():
+            valued = {v: n for v, n in counts.items() if v != "(none)"}
+            top = ", ".join(f"{v} {n:,}" for v, n in list(valued.items())[:3])
+            rows.append(
+                (
+                    f"{column} (keywords)",
+                    f"{len(valued)} values, {counts.get('(none)', 0):,} items match none; "
+                    f"largest: {top}",
+                )
+            )
     console.print(_kv_table("Summary", rows))
     for column, values in report["suspicious_id_values"].items():
         shown = ", ".join(f"{v!r} x{n}" for v, n in values.items())
@@ -192,14 +202,52 @@ def recommendations_table(result: RecommendationList, console: Console) -> None:
             cells.append(r.title or "")
         if show_cat:
             cells.append(r.category or "")
-        cells += [f"{r.score:.4f}", r.reason]
+        reason = r.reason + (f" ({r.explanation})" if r.explanation else "")
+        cells += ["" if r.score is None else f"{r.score:.4f}", reason]
         table.add_row(*[escape(c) for c in cells])
     console.print(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
 
 
-CSV_FIELDS = ("user_id", "rank", "item_id", "title", "category", "score", "reason", "fallback")
+def rules_trace(result: RecommendationList, console: Console) -> None:
+    """Per rule, in order, what it did to this user's list (the --explain view): one line each,
+    readable in a narrow terminal and in a CI log."""
+    console.print(f"[bold]Rules for user {escape(result.user_id)}, in order[/]")
+    if not result.trace:
+        console.print("  (no rules)")
+    for n, t in enumerate(result.trace, 1):
+        parts = []
+        if t["removed"]:
+            parts.append("removed " + ", ".join(t["removed"]))
+        if t["added"]:
+            parts.append("added " + ", ".join(t["added"]))
+        if t["moved"]:
+            parts.append(
+                "moved " + ", ".join(f"{m['item_id']} {m['from']}->{m['to']}" for m in t["moved"])
+            )
+        effect = "; ".join(parts) or "no change to the list"
+        console.print(
+            f"  {n}. {t['rule']} ({t['type']}): {effect}. "
+            f"{t['candidates_removed']:,} candidate(s) removed; {t['note']}",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+CSV_FIELDS = (
+    "user_id",
+    "rank",
+    "item_id",
+    "title",
+    "category",
+    "score",
+    "reason",
+    "fallback",
+    "rank_score",
+    "because",
+    "explanation",
+)
 
 
 def recommendations_csv(results: list[RecommendationList], header: bool = True) -> str:
@@ -216,9 +264,12 @@ def recommendations_csv(results: list[RecommendationList], header: bool = True) 
                     r.item_id,
                     r.title or "",
                     r.category or "",
-                    r.score,
+                    "" if r.score is None else r.score,
                     r.reason,
                     str(res.fallback).lower(),
+                    "" if r.rank_score is None else r.rank_score,
+                    r.because or "",
+                    r.explanation or "",
                 ]
             )
     return buf.getvalue()
@@ -251,6 +302,12 @@ def manifest_summary(manifest: dict[str, Any], path: str, console: Console) -> N
             f"{idx['metric']}, dim {idx['dimension']}, {idx['n_trees']} trees, "
             f"search_k {idx['search_k']}, recall {idx['recall']} (top-k {idx.get('recall_at_k')})",
         ),
+        (
+            "item columns",
+            ", ".join(f"{c} ({m['kind']})" for c, m in manifest.get("item_columns", {}).items())
+            or "none",
+        ),
+        ("history kept for", ", ".join(manifest.get("seen_event_types", [])) or "none"),
         ("libraries", ", ".join(f"{k} {v}" for k, v in libs.items())),
         ("files", f"{len(manifest['files'])} (checksums verified)"),
     ]
@@ -286,6 +343,46 @@ def _eval_columns(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if cold["metrics"]:
         cols.append((f"cold: {cold['fallback']}", cold["metrics"]))
     return cols
+
+
+def _rule_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """The leave-one-rule-out table: all rules, then per rule the share of lists it changed
+    and the change in the headline metric, recall and coverage at the headline's k."""
+    block = result.get("rules")
+    if not block:
+        return None
+    k = result["headline"]["metric"].rsplit("@", 1)[1]
+    keys = list(dict.fromkeys([result["headline"]["metric"], f"recall@{k}", f"coverage@{k}"]))
+    interval = f"{keys[0]} 95% interval"
+    header = ["rule", "type", f"lists changed @{block['k']}", *keys, interval]
+    rows = [["all rules", "", "", *(_num(block["all_rules"].get(key)) for key in keys), ""]]
+    rows.append(
+        ["model alone", "", "", *(_num(result["methods"]["model"].get(key)) for key in keys), ""]
+    )
+    for rule in block["rules"]:
+        ci = rule.get("delta_ci95")
+        rows.append(
+            [
+                rule["name"],
+                rule["type"],
+                f"{rule['lists_changed']:.1%}",
+                *(_delta(rule["delta"].get(key)) for key in keys),
+                f"{ci[0]:+.4f} .. {ci[1]:+.4f}" if ci else "",
+            ]
+        )
+    return header, rows
+
+
+def _delta(value: Any) -> str:
+    """A rule's effect on a metric: + when the rule helps (the metric drops without it)."""
+    return "n/a" if value is None else f"{value:+.4f}"
+
+
+RULES_TITLE = (
+    "Business rules on the served lists (warm users): per rule, the share of lists it changed "
+    "and its effect, all rules minus all but this rule (+ helps, - costs; the interval is a "
+    "paired bootstrap over users: one that spans 0 is noise)"
+)
 
 
 def _headline_line(result: dict[str, Any]) -> str:
@@ -383,6 +480,15 @@ def evaluation_report(result: dict[str, Any], console: Console) -> None:
             )
     console.print(table)
     console.print(_headline_line(result))
+    rule_table = _rule_rows(result)
+    if rule_table:
+        rule_header, rule_rows = rule_table
+        rules = Table(title=RULES_TITLE, title_justify="left", box=box.SIMPLE_HEAD)
+        for i, col in enumerate(rule_header):
+            rules.add_column(col, justify="left" if i < 2 else "right", no_wrap=i == 0)
+        for n, row in enumerate(rule_rows):
+            rules.add_row(*[escape(c) for c in row], end_section=n == 1)
+        console.print(rules)
     if result["gates"]:
         gates = Table(
             title="Gates (warm-user point estimates)", title_justify="left", box=box.SIMPLE_HEAD
@@ -422,6 +528,12 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
         for name in EVAL_METRICS:
             key = f"{name}@{k}"
             lines.append(f"| {key} | " + " | ".join(_num(m.get(key)) for _, m in cols) + " |")
+    rule_table = _rule_rows(result)
+    if rule_table:
+        rule_header, rule_rows = rule_table
+        lines += ["", f"{RULES_TITLE}:", "", "| " + " | ".join(rule_header) + " |"]
+        lines.append("|---|---|" + "---:|" * (len(rule_header) - 2))
+        lines += ["| " + " | ".join(row) + " |" for row in rule_rows]
     if result["gates"]:
         lines += ["", "| gate | result |", "|---|---|"]
         for g in result["gates"]:
@@ -444,6 +556,11 @@ def evaluation_csv(result: dict[str, Any]) -> str:
     cold = result["cold_users"]
     if cold["metrics"]:
         blocks.append(("cold", cold["fallback"], cold["metrics"]))
+    if result.get("rules"):
+        blocks.append(("warm", "rules: all", result["rules"]["all_rules"]))
+        blocks += [
+            ("warm", f"rules: without {r['name']}", r["without"]) for r in result["rules"]["rules"]
+        ]
     for population, method, metrics in blocks:
         for key, value in metrics.items():
             name, k = key.rsplit("@", 1)

@@ -40,3 +40,24 @@ def sample_config(tmp_path: Path) -> Path:
     if cfg["data"].get("items"):
         cfg["data"]["items"]["path"] = str(SAMPLE)
     return write_config(tmp_path, cfg)
+
+
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/default.yaml ingested and trained once for the whole session (about 3 s); tests
+    must only read its workdir. Returns the config path."""
+    from typer.testing import CliRunner
+
+    from reco_cli.cli import app
+
+    tmp = tmp_path_factory.mktemp("sample")
+    cfg = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    cfg["workdir"] = str(tmp / "work")
+    cfg["data"]["events"]["path"] = str(SAMPLE)
+    cfg["data"]["items"]["path"] = str(SAMPLE)
+    path = write_config(tmp, cfg)
+    runner = CliRunner()
+    for command in ("ingest", "train"):
+        result = runner.invoke(app, [command, "-c", str(path)])
+        assert result.exit_code == 0, result.output
+    return path

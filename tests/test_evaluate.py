@@ -12,7 +12,7 @@ import yaml
 
 from reco_cli import columns as C
 from reco_cli.bundle import load_bundle, model_pointer
-from reco_cli.config import RecoConfig, load_config
+from reco_cli.config import RecoConfig, RecommendConfig, load_config
 from reco_cli.errors import ConfigError, InputDataError
 from reco_cli.evaluate import (
     build_test_set,
@@ -205,6 +205,8 @@ def sample_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
 
 def sample_cfg(sample_workdir: tuple[Path, dict[str, Any]], **sections: Any) -> RecoConfig:
     tmp, raw = sample_workdir
+    # The leave-one-rule-out passes (tests/test_evaluate_rules.py) only when a test asks.
+    sections["evaluate"] = {"rule_impact": False, **sections.get("evaluate", {})}
     raw = {**raw, **{k: {**raw.get(k, {}), **v} for k, v in sections.items()}}
     return load(tmp, raw)
 
@@ -287,8 +289,13 @@ def test_excluded_items_are_never_recommended_nor_counted(sample_workdir) -> Non
 
 def test_repeat_baseline_wins_when_rebuying_is_allowed(sample_workdir) -> None:  # type: ignore[no-untyped-def]
     excl = run_evaluation(sample_cfg(sample_workdir, evaluate={"bootstrap": 0}))
+    # Re-buying allowed: no exclude_seen key and no exclude_seen rule.
     allow = run_evaluation(
-        sample_cfg(sample_workdir, evaluate={"bootstrap": 0}, recommend={"exclude_seen": []})
+        sample_cfg(
+            sample_workdir,
+            evaluate={"bootstrap": 0},
+            recommend={"exclude_seen": [], "rules": []},
+        )
     )
     assert allow["counts"]["excluded_pairs"] == 0
     assert (
@@ -305,7 +312,10 @@ def test_served_lists_equal_reco_recommend(sample_workdir, mode: str) -> None:  
     result = run_evaluation(cfg)
     assert result["candidate_path"]["serve_from"] == mode
     bundle, inter, test, scored = scored_lists(cfg, result)
-    recommender = Recommender(bundle)
+    # The "model" method is the model with recommend.exclude_seen only (the business rules are
+    # measured separately, under "rules").
+    model_alone = RecommendConfig(exclude_seen=cfg.recommend.exclude_seen).effective_rules
+    recommender = Recommender(bundle, rules=model_alone)
     users = test.users[:150]
     same = 0
     for row, u in enumerate(users):

@@ -26,7 +26,7 @@ from . import __version__
 from . import columns as C
 from .bundle import INDEX_FILE, Bundle, load_bundle, model_pointer
 from .config import EvaluateConfig, RecoConfig, parse_metric_key
-from .errors import InputDataError
+from .errors import InputDataError, ModelBundleError
 from .index import augment_user, load_index
 from .interactions import WEIGHT_COL, Interactions, aggregate_pairs, exclusion_matrix
 from .interactions import weighted_events as weigh
@@ -450,7 +450,7 @@ def run_evaluation(
         read_items,
         write_bundle,
     )
-    from .publish import atomic_write_text, publish_version
+    from .publish import atomic_write_text, prepare_workdir, publish_version
 
     say = status or (lambda _msg: None)
     ev = cfg.evaluate
@@ -465,6 +465,7 @@ def run_evaluation(
         clock = now
 
     workdir = cfg.workdir_path
+    prepare_workdir(eval_dir(workdir), "model", ModelBundleError)
     events = read_events(workdir)
     items = read_items(workdir)
     check_item_columns(items, cfg)

@@ -24,7 +24,6 @@ from .readers import (
     RAGGED,
     ROW,
     SourceFile,
-    line_number,
     read_source_file,
     resolve_paths,
 )
@@ -165,7 +164,7 @@ def _arms_by_file(files: list[str], src: ImpressionsSource) -> dict[str, str]:
 def _normalise(part: SourceFile, idx: int, src: ImpressionsSource, arm: str | None) -> pl.DataFrame:
     frame = part.frame
     has_native = NATIVE_TS in frame.columns
-    text_cols = [c for c in frame.columns if c not in (ROW, RAGGED, NATIVE_TS)]
+    text_cols = [c for c in frame.columns if c not in (ROW, RAGGED, NATIVE_TS, C.SOURCE_LINE)]
     if has_native:
         text_cols.remove(C.TIMESTAMP)
     frame = frame.with_columns(pl.col(c).alias(f"raw_{c}") for c in src.columns)
@@ -224,7 +223,6 @@ def _normalise(part: SourceFile, idx: int, src: ImpressionsSource, arm: str | No
         pl.when(bad_pos).then(None).otherwise(pos_num).cast(pl.Int64).alias(C.POSITION),
         clicked.alias(C.CLICKED),
         pl.lit(part.path).alias(C.SOURCE_FILE),
-        line_number(pl.col(ROW), bool(part.header) and not part.path.endswith((".parquet", ".pq"))),
         pl.lit(idx, pl.Int32).alias(_FILE),
     )
     # A row left out on purpose is never also a reject (it does not count towards the share).

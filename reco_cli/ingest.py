@@ -24,14 +24,12 @@ from .config import EventsSource, ItemsSource, KeywordColumn, RecoConfig
 from .errors import InputDataError
 from .impressions import check_reject_share as check_impression_rejects
 from .impressions import ingest_impressions
-from .publish import publish_version
+from .publish import prepare_workdir, publish_version
 from .readers import (
     NATIVE_TS,
     RAGGED,
     ROW,
     SourceFile,
-    file_format,
-    line_number,
     read_source_file,
     resolve_paths,
 )
@@ -100,12 +98,13 @@ def run_ingest(
     if cfg.data.events is None:  # an impression-only config (e.g. Open Bandit)
         return _ingest_impressions_only(cfg, now, say, write)
     src = cfg.data.events
-    files = resolve_paths(src, "data.events.path")
     workdir = cfg.workdir_path
-    workdir.mkdir(parents=True, exist_ok=True)
+    prepare_workdir(workdir, "data", InputDataError)
     notes: list[str] = []
+    files = resolve_paths(src, "data.events.path", notes)
     timestamp_notes: dict[str, Any] = {}
     frames = []
+    blank_lines: dict[str, int] = {}
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".ingest-") as tmp:
         for idx, path in enumerate(files):
             say(f"reading {path}")
@@ -119,6 +118,7 @@ def run_ingest(
                 native_timestamp=C.TIMESTAMP,
             )
             notes.extend(part.notes)
+            blank_lines[path] = part.blank_lines
             frames.append(_normalise_file(part, idx, src, timestamp_notes))
         items = _ingest_items(cfg.data.items, tmp) if cfg.data.items else None
         shown = ingest_impressions(cfg.data.impressions, tmp, say) if cfg.data.impressions else None
@@ -130,7 +130,10 @@ def run_ingest(
     events = _canonical_events(events)
     rejects = _rejects_frame(combined.filter(pl.col(KIND) != "kept"), list(src.columns))
     report = _report(cfg, files, combined, events, rejects, items, notes, timestamp_notes, now)
+    for entry in report["files"]:
+        entry["blank_lines"] = blank_lines.get(entry["path"], 0)
     _check_reject_share(report, rejects, cfg.data.max_reject_fraction)
+    _check_something_kept(report)
     if shown is not None:
         report["impressions"] = shown.report
         check_impression_rejects(shown.report, cfg.data.max_reject_fraction)
@@ -255,7 +258,6 @@ def _normalise_file(
         event.alias(C.EVENT_TYPE),
         *[v.alias(k) for k, v in numbers.items()],
         pl.lit(part.path).alias(C.SOURCE_FILE),
-        line_number(pl.col(ROW), src.has_header and file_format(part.path, src) != "parquet"),
         pl.lit(idx, pl.Int32).alias(FILE_IDX),
     )
     # A deliberate exclusion wins over a reject: such rows never count towards the reject share.
@@ -453,7 +455,7 @@ def _ingest_items(src: ItemsSource | None, tmp: str) -> tuple[pl.DataFrame, dict
     frames = []
     for path in files:
         part = read_source_file(path, src, "data.items", dict(src.columns), [[C.ITEM_ID]], tmp)
-        frames.append(part.frame.drop(ROW, RAGGED))
+        frames.append(part.frame.drop(ROW, RAGGED, C.SOURCE_LINE))
     raw = pl.concat(frames, how="vertical")
     names = list(src.columns)
     cleaned = _clean_strings(raw, names, _null_tokens(src))
@@ -643,6 +645,16 @@ def _reject_share(totals: FileCounts) -> float:
     return round(totals.rejected / considered, 6) if considered else 0.0
 
 
+def _check_something_kept(report: dict[str, Any]) -> None:
+    t = report["totals"]
+    if t["kept"] == 0:
+        raise InputDataError(
+            f"no events kept: of {t['read']} rows read, {t['rejected']} were rejected, "
+            f"{t['excluded']} excluded by the config and {t['duplicates']} duplicates; the "
+            "previous data stays in use (nothing was written)"
+        )
+
+
 def _check_reject_share(report: dict[str, Any], rejects: pl.DataFrame, limit: float) -> None:
     share = report["reject_share"]
     if share <= limit:
@@ -667,7 +679,7 @@ def _ingest_impressions_only(
     """Ingest a config without events (an impression log with a clicked column, e.g. Open Bandit)."""
     assert cfg.data.impressions is not None  # the config requires events or impressions
     workdir = cfg.workdir_path
-    workdir.mkdir(parents=True, exist_ok=True)
+    prepare_workdir(workdir, "data", InputDataError)
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".ingest-") as tmp:
         shown = ingest_impressions(cfg.data.impressions, tmp, say)
         items = _ingest_items(cfg.data.items, tmp) if cfg.data.items else None

@@ -41,7 +41,7 @@ from .interactions import (
     exclusion_matrix,
     strongest_event,
 )
-from .publish import publish_version
+from .publish import prepare_workdir, publish_version
 
 EpochCallback = Callable[[int, int], None]
 STATE_FILE = "lightfm_state.npz"
@@ -83,12 +83,34 @@ def read_events(workdir: Path) -> pl.DataFrame:
     path = workdir / "data" / EVENTS_FILE
     if not path.is_file():
         raise InputDataError(f"{path} not found; run `reco ingest -c <config>` first")
-    return pl.read_parquet(path)
+    return _read_canonical(path, C.event_schema())
+
+
+def _read_canonical(path: Path, schema: dict[str, object]) -> pl.DataFrame:
+    """Read a file ingest wrote, refusing one that is damaged or not in the canonical shape."""
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputDataError(
+            f"{path} cannot be read ({first}); rerun `reco ingest -c <config>`"
+        ) from None
+    wrong = [
+        name
+        for name, dtype in schema.items()
+        if name not in frame.columns or frame.schema[name] != dtype
+    ]
+    if wrong:
+        raise InputDataError(
+            f"{path} is not in reco's canonical shape (columns {wrong} missing or of another "
+            "type); rerun `reco ingest -c <config>`"
+        )
+    return frame
 
 
 def read_items(workdir: Path) -> pl.DataFrame | None:
     path = workdir / "data" / ITEMS_FILE
-    return pl.read_parquet(path) if path.is_file() else None
+    return _read_canonical(path, {C.ITEM_ID: pl.String}) if path.is_file() else None
 
 
 def item_feature_matrix(
@@ -490,6 +512,7 @@ def train_model(
     starting from scratch (raises NothingToUpdate when there are none).
     """
     workdir = cfg.workdir_path
+    prepare_workdir(workdir, "model", ModelBundleError)
     events = read_events(workdir)
     items = read_items(workdir)
     check_item_columns(items, cfg)

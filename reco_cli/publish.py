@@ -42,6 +42,32 @@ def fsync_tree(path: Path) -> None:
     fsync_dir(path)
 
 
+def prepare_workdir(workdir: Path, pointer: str, pointer_error: type[Exception]) -> None:
+    """Fail before any work when outputs could not be published: the workdir is not a writable
+    folder, or the pointer (`data`, `model`) is a real directory rather than reco's link."""
+    from .errors import ConfigError
+
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(
+            f"workdir {str(workdir)!r} is a file, not a folder; set workdir to a folder"
+        )
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"workdir {str(workdir)!r} is not writable ({exc.strerror}); set workdir to a folder "
+            "you can write to"
+        ) from None
+    link = workdir / pointer
+    if link.exists() and not link.is_symlink():
+        raise pointer_error(
+            f"{link} is a real directory, not reco's pointer to a version; move it away and rerun"
+        )
+
+
 def publish_version(root: Path, pointer: Path, build: Callable[[Path], None], keep: int) -> Path:
     """Run `build(tmp_dir)`, then make the result the version `pointer` points at."""
     root.mkdir(parents=True, exist_ok=True)
@@ -64,9 +90,8 @@ def publish_version(root: Path, pointer: Path, build: Callable[[Path], None], ke
 
 def switch_pointer(pointer: Path, target: Path) -> None:
     if pointer.exists() and not pointer.is_symlink():
-        raise FileExistsError(
-            f"{pointer} is a real directory, not reco's pointer; move it away and rerun"
-        )
+        # prepare_workdir() checks this up front; this guards a race with another process.
+        raise FileExistsError(f"{pointer} is a real directory, not reco's pointer")
     tmp = pointer.with_name(f".{pointer.name}.{secrets.token_hex(4)}.tmp")
     os.symlink(os.path.relpath(target, pointer.parent), tmp)
     os.replace(tmp, pointer)

@@ -24,6 +24,8 @@ from .errors import InputDataError
 ROW = "__row"  # 0-based record number within its file
 RAGGED = "__ragged"  # the record had more fields than the header
 NATIVE_TS = "__ts_native"  # a Parquet timestamp column that is already temporal
+_ALL_NULL = "__all_null"
+_MULTILINE = "__multiline"
 _UTF8_NAMES = {"utf8", "utf-8", "utf_8", "u8", "utf-8-sig", "utf_8_sig"}
 _BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32"),
@@ -31,21 +33,53 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
-DATA_EXTENSIONS = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+# A folder source reads these (hidden files are skipped); list other files explicitly.
+DATA_EXTENSIONS = (".csv", ".tsv", ".parquet", ".pq")
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ", "xz"),
+)
 
 
 @dataclass
 class SourceFile:
-    """One input file read into raw columns named by their canonical names."""
+    """One input file read into raw columns named by their canonical names.
+
+    `frame` holds the canonical string columns plus ROW, RAGGED, SOURCE_LINE (the physical
+    line where the record starts) and, for temporal Parquet columns, NATIVE_TS. Blank lines
+    are not records: they are counted in `blank_lines` and left out.
+    """
 
     path: str
-    frame: pl.DataFrame  # canonical names -> String (plus ROW, RAGGED and maybe NATIVE_TS)
+    frame: pl.DataFrame
     header: list[str]
     notes: list[str] = field(default_factory=list)
+    blank_lines: int = 0
 
 
-def resolve_paths(source: SourceConfig, what: str) -> list[str]:
-    """Expand the configured path(s): files, globs and folders, in a stable order."""
+def resolve_paths(source: SourceConfig, what: str, notes: list[str] | None = None) -> list[str]:
+    """Expand the configured path(s): files, globs and folders, in a stable order.
+
+    A file reached twice (listed twice, or by a glob and by name) is read once.
+    """
+    found = _expand_paths(source, what, notes if notes is not None else [])
+    unique: list[str] = []
+    seen: dict[str, str] = {}
+    for path in found:
+        real = os.path.realpath(path)
+        if real in seen:
+            if notes is not None:
+                notes.append(f"{path} is listed more than once in {what}; it was read once")
+            continue
+        seen[real] = path
+        unique.append(path)
+    return unique
+
+
+def _expand_paths(source: SourceConfig, what: str, notes: list[str]) -> list[str]:
     found: list[str] = []
     for entry in source.paths:
         if any(ch in entry for ch in "*?["):
@@ -57,11 +91,21 @@ def resolve_paths(source: SourceConfig, what: str) -> list[str]:
                 )
             found.extend(matches)
         elif os.path.isdir(entry):
-            parts = sorted(
+            children = sorted(Path(entry).iterdir())
+            parts = [
                 str(p)
-                for p in Path(entry).iterdir()
-                if p.is_file() and p.suffix.lower() in DATA_EXTENSIONS
-            )
+                for p in children
+                if p.is_file()
+                and not p.name.startswith(".")
+                and p.suffix.lower() in DATA_EXTENSIONS
+            ]
+            skipped = [p.name for p in children if str(p) not in parts]
+            if skipped:
+                notes.append(
+                    f"{entry}: skipped {len(skipped)} entries that are not .csv/.tsv/.parquet "
+                    f"files or are hidden or folders ({', '.join(skipped[:5])}"
+                    f"{', ...' if len(skipped) > 5 else ''}); list them explicitly to read them"
+                )
             if not parts:
                 raise InputDataError(f"{what}: the folder {entry!r} holds no CSV/TSV/Parquet files")
             found.extend(parts)
@@ -134,12 +178,17 @@ def _read_parquet(
                 f"{canon} is stored as integers in {Path(path).name}: converted to decimal strings "
                 "(leading zeros, if the source had any, cannot be recovered)"
             )
-        exprs.append(pl.col(col).cast(pl.String).alias(canon))
+        value = pl.col(col)
+        if dtype.is_float():
+            value = pl.when(value.is_nan()).then(None).otherwise(value)  # NaN is Parquet's missing
+        exprs.append(value.cast(pl.String).alias(canon))
     try:
         frame = lf.select(exprs).with_row_index(ROW).collect()
     except Exception as exc:
         raise InputDataError(f"{path}: cannot read Parquet columns ({_first_line(exc)})") from None
-    frame = frame.with_columns(pl.lit(False).alias(RAGGED))
+    frame = frame.with_columns(
+        pl.lit(False).alias(RAGGED), (pl.col(ROW).cast(pl.Int64) + 1).alias(C.SOURCE_LINE)
+    )
     return SourceFile(path, frame, header, notes)
 
 
@@ -177,7 +226,22 @@ def _read_csv(
     except Exception as exc:
         raise InputDataError(f"{path}: cannot read the header ({_first_line(exc)})") from None
     mapping = _map_columns(path, header, needed, required, key, source, separator)
-    select = [pl.col(ROW)] + [pl.col(col).alias(canon) for canon, col in mapping.items()]
+    for canon, col in mapping.items():
+        copies = [h for h in header if h.startswith(f"{col}_duplicated_")]
+        if copies:
+            raise InputDataError(
+                f"{path}: column {col!r} ({key}.columns.{canon}) appears {len(copies) + 1} times "
+                "in the header; rename the copies so the mapping is unambiguous"
+            )
+    # Blank lines and quoted newlines are the only reasons record numbers and lines differ.
+    all_null = pl.all_horizontal([pl.col(c).is_null() for c in header])
+    multiline = pl.any_horizontal([pl.col(c).str.contains("\n", literal=True) for c in header])
+    select = [
+        pl.col(ROW),
+        *[pl.col(col).alias(canon) for canon, col in mapping.items()],
+        all_null.alias(_ALL_NULL),
+        multiline.alias(_MULTILINE),
+    ]
     ragged: list[int] = []
     try:
         frame = scan(False).select(select).collect()
@@ -186,16 +250,29 @@ def _read_csv(
         if "more fields" not in text:
             raise InputDataError(_csv_error(path, text, source, key)) from None
         # Some records have more fields than the header: reject exactly those, keep the rest.
-        ragged = _ragged_records(readable, separator, len(header), source.has_header)
+        ragged = _records(readable, separator, source.has_header, len(header)).ragged
         frame = scan(True).select(select).collect()
     frame = frame.with_columns(pl.col(ROW).is_in(ragged).alias(RAGGED))
-    return SourceFile(path, frame, header)
+    first = 2 if source.has_header else 1
+    blank_lines = 0
+    if frame.select(pl.col(_ALL_NULL).any() | pl.col(_MULTILINE).any()).item():
+        records = _records(readable, separator, source.has_header, len(header))
+        lines = pl.Series(C.SOURCE_LINE, records.lines, dtype=pl.Int64)
+        frame = frame.with_columns(lines.gather(frame.get_column(ROW)))
+        blank = frame.get_column(ROW).is_in(records.blank)
+        blank_lines = int(blank.sum())
+        frame = frame.filter(~blank)
+    else:
+        frame = frame.with_columns((pl.col(ROW).cast(pl.Int64) + first).alias(C.SOURCE_LINE))
+    frame = frame.drop(_ALL_NULL, _MULTILINE)
+    return SourceFile(path, frame, header, blank_lines=blank_lines)
 
 
 def _empty_frame(needed: dict[str, str | int]) -> pl.DataFrame:
     schema: dict[str, pl.DataType] = {ROW: pl.UInt32()}
     schema.update({canon: pl.String() for canon in needed})
     schema[RAGGED] = pl.Boolean()
+    schema[C.SOURCE_LINE] = pl.Int64()
     return pl.DataFrame(schema=schema)
 
 
@@ -248,7 +325,18 @@ def _map_columns(
 def _as_utf8(path: str, source: SourceConfig, key: str, tmpdir: str) -> str:
     """Return a path polars can read as UTF-8: the file itself, or a transcoded copy."""
     with open(path, "rb") as fh:
-        head = fh.read(4)
+        head = fh.read(1 << 16)
+    for magic, kind in _COMPRESSED:
+        if head.startswith(magic):
+            raise InputDataError(
+                f"{path}: file is {kind}-compressed; decompress it first (reco reads plain "
+                "CSV/TSV or Parquet)"
+            )
+    if b"\r" in head and b"\n" not in head:
+        raise InputDataError(
+            f"{path}: lines end with a bare carriage return (old Mac style); convert the file "
+            "to \\n or \\r\\n line endings"
+        )
     wanted = source.encoding.lower().replace("_", "-")
     bom = next((name for mark, name in _BOMS if head.startswith(mark)), None)
     if wanted in _UTF8_NAMES:
@@ -318,17 +406,29 @@ def _check_utf8(path: str, key: str) -> None:
         ) from None
 
 
-def _ragged_records(path: str, separator: str, n_fields: int, has_header: bool) -> list[int]:
-    """0-based record numbers (after the header) that have more fields than the header."""
-    bad = []
+@dataclass
+class _RecordScan:
+    lines: list[int]  # physical line where each record starts
+    blank: list[int]  # records that are blank lines
+    ragged: list[int]  # records with more fields than the header
+
+
+def _records(path: str, separator: str, has_header: bool, n_fields: int) -> _RecordScan:
+    """One pass of Python's csv reader, numbering records as polars does (slow path only)."""
+    scan = _RecordScan([], [], [])
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, delimiter=separator, quotechar='"')
         if has_header:
             next(reader, None)
+        done = reader.line_num
         for i, record in enumerate(reader):
-            if len(record) > n_fields:
-                bad.append(i)
-    return bad
+            scan.lines.append(done + 1)
+            done = reader.line_num
+            if not record:
+                scan.blank.append(i)
+            elif len(record) > n_fields:
+                scan.ragged.append(i)
+    return scan
 
 
 def _csv_error(path: str, text: str, source: SourceConfig, key: str) -> str:
@@ -341,8 +441,3 @@ def _csv_error(path: str, text: str, source: SourceConfig, key: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def line_number(row: pl.Expr, has_header: bool) -> pl.Expr:
-    """The 1-based line of a record (exact unless earlier fields hold quoted newlines)."""
-    return (row.cast(pl.Int64) + (2 if has_header else 1)).alias(C.SOURCE_LINE)

@@ -321,8 +321,8 @@ def test_dirty_logs_never_crash_and_rows_balance(
     try:
         result = ingest(tmp_path, cfg)
     except InputDataError as exc:
-        # Only a whole-column failure may stop it: no parsable timestamp at all.
-        assert "no timestamp matches" in str(exc)
+        # Only a whole-column failure or an empty result may stop it, never a crash.
+        assert "no timestamp matches" in str(exc) or "no events kept" in str(exc)
         return
     totals = result.report["totals"]
     assert totals["read"] == len(data)

@@ -48,6 +48,27 @@ _EVENT_ORDER = list(C.EVENT_TYPES)
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_number_mixups(cls, data: Any) -> Any:
+        """`epochs: true` or `has_header: "no"` are mistakes, not values to coerce."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(str(name))
+            if field is None:
+                continue
+            annotation = str(field.annotation)
+            if field.annotation is bool and not isinstance(value, bool):
+                raise ValueError(f"{name}: expected true or false, got {value!r}")
+            numeric = "int" in annotation or "float" in annotation
+            if isinstance(value, bool) and numeric and "bool" not in annotation:
+                raise ValueError(f"{name}: expected a number, got {value!r}")
+        return data
+
+
+LaxDatetime = datetime
+
 
 def _check_timezone(value: str) -> str:
     try:
@@ -109,6 +130,18 @@ class SourceConfig(StrictModel):
             raise ValueError("path must name a file, a glob or a list of them")
         return value
 
+    @model_validator(mode="after")
+    def _positions(self) -> SourceConfig:
+        for canon, col in self.columns.items():
+            if isinstance(col, int) and self.has_header:
+                raise ValueError(
+                    f"columns.{canon} is a position ({col}) but has_header is true; name the "
+                    "column instead, or set has_header: false"
+                )
+            if isinstance(col, int) and col < 0:
+                raise ValueError(f"columns.{canon}: a position counts from 0, got {col}")
+        return self
+
     @property
     def paths(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)
@@ -120,8 +153,14 @@ class SourceConfig(StrictModel):
 
 
 class TimeWindow(StrictModel):
-    start: datetime | None = None
-    end: datetime | None = None
+    start: LaxDatetime | None = None
+    end: LaxDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeWindow:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"time_window.start ({self.start}) must be before end ({self.end})")
+        return self
 
     @field_validator("start", "end")
     @classmethod
@@ -136,6 +175,20 @@ class EventsSource(SourceConfig):
     event_types: dict[str, EventType] = Field(default_factory=dict)
     exclude_items: list[str] = Field(default_factory=list)
     exclude_users: list[str] = Field(default_factory=list)
+
+    @field_validator("exclude_items", "exclude_users", mode="before")
+    @classmethod
+    def _ids_are_text(cls, value: Any) -> Any:
+        """Ids are compared as text (trimmed, like the data); YAML numbers lose leading zeros."""
+        if not isinstance(value, list):
+            return value
+        for v in value:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                raise ValueError(
+                    f"{v!r} is a number in YAML; quote ids ('{v}') so they keep their exact text"
+                )
+        return [v.strip() if isinstance(v, str) else v for v in value]
+
     exclude_event_types: list[EventType] = Field(default_factory=list)
     # Rows whose price is at or below this are excluded by config (e.g. 0 for stock adjustments).
     exclude_price_at_most: float | None = None
@@ -161,18 +214,7 @@ class EventsSource(SourceConfig):
     @field_validator("timestamp_format")
     @classmethod
     def _formats(cls, value: str | list[str]) -> str | list[str]:
-        formats = [value] if isinstance(value, str) else value
-        if not formats:
-            raise ValueError("timestamp_format list is empty")
-        for fmt in formats:
-            if fmt not in TIMESTAMP_KEYWORDS and "%" not in fmt:
-                raise ValueError(
-                    f"timestamp_format {fmt!r} is neither a chrono pattern (e.g. "
-                    f"'%Y-%m-%d %H:%M:%S') nor one of {', '.join(TIMESTAMP_KEYWORDS)}"
-                )
-        if "auto" in formats and len(formats) > 1:
-            raise ValueError("'auto' cannot be combined with other timestamp formats")
-        return value
+        return _check_timestamp_formats(value)
 
 
 class KeywordColumn(StrictModel):
@@ -254,6 +296,13 @@ def _check_timestamp_formats(value: str | list[str]) -> str | list[str]:
             )
     if "auto" in formats and len(formats) > 1:
         raise ValueError("'auto' cannot be combined with other timestamp formats")
+    for fmt in formats:
+        swapped = fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+        if swapped != fmt and swapped in formats:
+            raise ValueError(
+                f"both {fmt!r} and {swapped!r} are listed: a value like 03/02/2024 would be read "
+                "day-first or month-first depending on the row; keep the one the export uses"
+            )
     return value
 
 
@@ -349,9 +398,9 @@ class TrainConfig(StrictModel):
     learning_schedule: Literal["adagrad", "adadelta"] = "adagrad"
     no_components: Annotated[int, Field(gt=0, le=1024)] = 64
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
-    epochs: Annotated[int, Field(gt=0)] = 20
+    epochs: Annotated[int, Field(gt=0, le=100_000)] = 20
     # Epochs over the new events only, for `reco train --update`.
-    update_epochs: Annotated[int, Field(gt=0)] = 5
+    update_epochs: Annotated[int, Field(gt=0, le=100_000)] = 5
     item_alpha: NonNegative = 0.0
     user_alpha: NonNegative = 0.0
     max_sampled: Annotated[int, Field(gt=0)] = 10
@@ -599,7 +648,7 @@ class EvaluateConfig(StrictModel):
     split: Literal["time", "last_n"] = "time"
     # Time split: the cut is `cutoff` if given, else `test_days` before the last event, else
     # four fifths into the log's time span. A cutoff without an offset is read as UTC.
-    cutoff: datetime | None = None
+    cutoff: LaxDatetime | None = None
     test_days: Annotated[float, Field(gt=0)] | None = None
     last_n: Annotated[int, Field(gt=0)] = 1
     positive_events: list[EventType] = Field(default_factory=lambda: ["purchase"])  # type: ignore[arg-type]
@@ -754,7 +803,7 @@ class ReportConfig(StrictModel):
 
 class RecoConfig(StrictModel):
     workdir: str = ".reco"
-    seed: int = 42
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)

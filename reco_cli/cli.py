@@ -45,6 +45,10 @@ class _Stdout(Console):
 
 out = _Stdout(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
+# Piped or in CI Rich would assume 80 columns and squeeze tables; logs can be wider.
+for _console in (out, err):
+    if not _console.is_terminal and "COLUMNS" not in os.environ:
+        _console.width = 160
 _state: dict[str, Any] = {"debug": False}
 
 ConfigOpt = Annotated[
@@ -154,12 +158,12 @@ def ingest(
             out.print_json(render.to_json(result.report))
         else:
             if "totals" in result.report:  # absent for an impression-only config
-                render.ingest_summary(result.report, out)
+                render.ingest_summary(result.report, out, err)
             if "impressions" in result.report:
                 from .report_render import impressions_summary
 
                 impressions_summary(result.report["impressions"], out)
-            out.print(f"Wrote {cfg.workdir_path / 'data'} -> {result.version_dir}", markup=False)
+            note(f"wrote {cfg.workdir_path / 'data'} -> {result.version_dir}")
 
 
 @app.command(
@@ -222,7 +226,7 @@ def train(
         if fmt is Fmt.json:
             out.print_json(render.to_json(result.manifest))
         else:
-            render.train_summary(result.manifest, str(result.bundle_dir), out)
+            render.train_summary(result.manifest, str(result.bundle_dir), out, err)
 
 
 def _read_users_file(path: Path) -> list[str]:
@@ -308,7 +312,7 @@ def recommend(
             sys.stdout.write(render.recommendations_csv(results))
         else:
             for res in results:
-                render.recommendations_table(res, out)
+                render.recommendations_table(res, out, err)
                 if explain:
                     render.rules_trace(res, out)
         for res in results:

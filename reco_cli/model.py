@@ -450,6 +450,8 @@ def write_bundle(
         | (training or {}),
         "index": decision.to_dict() | {"file": INDEX_FILE if index_path else None},
         "optional_arrays": optional,
+        "warnings": training_warnings(cfg),
+        "weighting": weighting_rule(cfg.train),
         # Item metadata for the business rules and the output: column -> array and kind.
         "item_columns": item_columns,
         "seen_event_types": list(cfg.recommend.exclude_seen),
@@ -486,6 +488,29 @@ def write_item_columns(
         save_array(out, name, array)
         written[col] = {"array": name, "kind": kind}
     return written
+
+
+def training_warnings(cfg: RecoConfig) -> list[str]:
+    warnings = []
+    if cfg.train.item_features and not cfg.train.normalize_features:
+        warnings.append(
+            "train.normalize_features is off: raw numeric features (prices, counts) can make "
+            "training diverge or let one feature dominate"
+        )
+    if cfg.train.num_threads > 1:
+        warnings.append("num_threads > 1: LightFM's parallel SGD is not reproducible run to run")
+    return warnings
+
+
+def weighting_rule(train: TrainConfig) -> str:
+    """The interaction weighting in words, for the training summary."""
+    weights = ", ".join(f"{t} {w:g}" for t, w in train.event_weights.items() if w > 0)
+    rule = f"per event: {weights}; repeated (user, item) events combined by {train.aggregate}"
+    if train.max_weight is not None:
+        rule += f", capped at {train.max_weight:g}"
+    if train.min_rating is not None:
+        rule += f"; ratings below {train.min_rating:g} dropped"
+    return rule
 
 
 def _iso(value: Any) -> str | None:

@@ -361,6 +361,11 @@ def _as_utf8(path: str, source: SourceConfig, key: str, tmpdir: str) -> str:
             f"{path}: cannot be decoded as {source.encoding} ({exc.reason} at byte offset "
             f"{exc.start}); set {key}.encoding to the file's real encoding"
         ) from None
+    except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+        raise InputDataError(
+            f"{path}: cannot be decoded as {source.encoding} ({exc}); for a file without a "
+            f"byte-order mark name the byte order, e.g. {key}.encoding: utf-16-le"
+        ) from None
     _strip_bom(out)
     return out
 

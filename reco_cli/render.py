@@ -28,7 +28,8 @@ def _kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     return table
 
 
-def ingest_summary(report: dict[str, Any], console: Console) -> None:
+def ingest_summary(report: dict[str, Any], console: Console, notes: Console | None = None) -> None:
+    """The ingest summary on `console`; warnings and notes on `notes` (stderr in the CLI)."""
     files = Table(title="Rows per input file", title_justify="left")
     for col in ("file", "read", "kept", "rejected", "excluded", "duplicates"):
         files.add_column(col, justify="left" if col == "file" else "right")
@@ -108,31 +109,34 @@ def ingest_summary(report: dict[str, Any], console: Console) -> None:
                 )
             )
     console.print(_kv_table("Summary", rows))
+    warn = notes or console
     for column, values in report["suspicious_id_values"].items():
         shown = ", ".join(f"{v!r} x{n}" for v, n in values.items())
-        console.print(
+        warn.print(
             f"[yellow]warning:[/] suspicious {column} values kept as real ids: {escape(shown)}"
         )
     for column, info in report["float_like_ids"].items():
-        console.print(
+        warn.print(
             f"[yellow]warning:[/] {info['count']} {column} values look like floats "
             f"(e.g. {info['example']!r}): the export may have turned ids into numbers"
         )
     if report["timestamps"].get("no_timestamp_column"):
-        console.print(
+        warn.print(
             "[yellow]warning:[/] no timestamp column: training works, but time splits, sessions "
             "from gaps, freshness and reports need event times"
         )
     if report["timestamps"]["naive_read_as_utc"]:
-        console.print(
+        warn.print(
             "[yellow]warning:[/] timestamps without an offset were read as UTC; set "
             "data.events.timezone if they are local times"
         )
     for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        warn.print(f"[yellow]note:[/] {escape(note)}")
 
 
-def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -> None:
+def train_summary(
+    manifest: dict[str, Any], bundle_dir: str, console: Console, notes: Console | None = None
+) -> None:
     sizes = manifest["sizes"]
     idx = manifest["index"]
     training = manifest["training"]
@@ -140,6 +144,7 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
         ("bundle", bundle_dir),
         ("users x items", f"{sizes['users']:,} x {sizes['items']:,}"),
         ("interactions", f"{sizes['interactions']:,}"),
+        ("weights", manifest.get("weighting", "")),
         (
             "training",
             f"{training['epochs']} epochs, loss {training['loss']}, "
@@ -176,12 +181,14 @@ def train_summary(manifest: dict[str, Any], bundle_dir: str, console: Console) -
                 f"annoy {idx['latency_annoy_ms']:.3f} ms, exact {idx['latency_exact_ms']:.3f} ms",
             )
         )
-    if not training["deterministic"]:
-        rows.append(("note", "num_threads > 1: LightFM's parallel SGD is not reproducible"))
     console.print(_kv_table("Model", rows))
+    for warning in manifest.get("warnings", []):
+        (notes or console).print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def recommendations_table(result: RecommendationList, console: Console) -> None:
+def recommendations_table(
+    result: RecommendationList, console: Console, notes: Console | None = None
+) -> None:
     title = f"Recommendations for user {escape(result.user_id)}"
     if result.fallback:
         title += " [yellow](fallback: popular items)[/]"
@@ -207,7 +214,7 @@ def recommendations_table(result: RecommendationList, console: Console) -> None:
         table.add_row(*[escape(c) for c in cells])
     console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        (notes or console).print(f"[yellow]note:[/] {escape(note)}")
 
 
 def rules_trace(result: RecommendationList, console: Console) -> None:
@@ -505,7 +512,7 @@ def evaluation_report(result: dict[str, Any], console: Console) -> None:
     else:
         console.print("no gates configured (evaluate.gates)")
     for note in result["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     t = result["timings"]
     console.print(
         f"[dim]{t['total_s']:.2f} s (training {t['train_s']:.2f} s); {result['output']}[/]"

@@ -171,7 +171,8 @@ class TimeWindow(StrictModel):
 
 
 class EventsSource(SourceConfig):
-    default_event_type: EventType = "view"
+    # Required when no event_type column is mapped: order lines are purchases, page logs views.
+    default_event_type: EventType | None = None
     event_types: dict[str, EventType] = Field(default_factory=dict)
     exclude_items: list[str] = Field(default_factory=list)
     exclude_users: list[str] = Field(default_factory=list)
@@ -210,6 +211,15 @@ class EventsSource(SourceConfig):
         if C.USER_ID not in value and C.SESSION_ID not in value:
             raise ValueError("columns needs user_id or session_id (or both)")
         return value
+
+    @model_validator(mode="after")
+    def _event_type_known(self) -> EventsSource:
+        if C.EVENT_TYPE not in self.columns and self.default_event_type is None:
+            raise ValueError(
+                "no columns.event_type is mapped, so set default_event_type to what every row "
+                "is (e.g. purchase for order lines, view for page views, rating for ratings)"
+            )
+        return self
 
     @field_validator("timestamp_format")
     @classmethod

@@ -28,6 +28,8 @@ def events_config(path: Path | str, **events: Any) -> dict[str, Any]:
     columns = events.pop(
         "columns", {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}
     )
+    if "event_type" not in columns:
+        events.setdefault("default_event_type", "view")
     return {"data": {"events": {"path": str(path), "columns": columns, **events}}}
 
 

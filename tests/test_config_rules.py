@@ -34,6 +34,7 @@ def base(**recommend: Any) -> dict[str, Any]:
             "events": {
                 "path": "events.csv",
                 "columns": {"user_id": "u", "item_id": "i", "timestamp": "t"},
+                "default_event_type": "purchase",
             },
             "items": {
                 "path": "items.csv",

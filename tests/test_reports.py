@@ -35,7 +35,13 @@ def ingest(tmp_path: Path, name: str, extra_columns: tuple[str, ...] = ()) -> pl
     cfg = RecoConfig.model_validate(
         {
             "workdir": str(tmp_path / "work"),
-            "data": {"events": {"path": str(DATA / name), "columns": columns}},
+            "data": {
+                "events": {
+                    "path": str(DATA / name),
+                    "columns": columns,
+                    "default_event_type": "view",
+                }
+            },
         }
     )
     return run_ingest(cfg, write=False).events

@@ -740,7 +740,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 class RetentionSettings(StrictModel):
     period: Period = "month"
-    # N-day retention: an activity event in (first event, first event + N days].
+    # N-day retention: an activity event in another session than the first, within (first event, first event + N days].
     days: list[PositiveInt] = Field(default_factory=lambda: [30, 60, 90])
     # Event types that count as being active (returns and bare impressions are not).
     activity_types: list[EventType] = Field(

@@ -185,7 +185,7 @@ def _triangle(report: Report, console: Console) -> None:
             style="dim",
         )
     console.print(
-        "N-day retention: an activity event in (first event, first event + N days]; "
+        "N-day retention: back in another session within (first event, first event + N days]; "
         "a cohort shows it once every user in it has had N days. Averages weight by users "
         "and leave NA cells out.",
         style="dim",

@@ -112,23 +112,40 @@ def local_text(moment: datetime, timezone: str) -> str:
 
 
 def activity(events: pl.DataFrame, activity_types: list[str]) -> pl.DataFrame:
-    """(user_id, timestamp) of identified users' activity events."""
+    """(user_id, timestamp, session_id) of identified users' activity events."""
     return events.filter(
         pl.col(C.USER_ID).is_not_null()
         & pl.col(C.TIMESTAMP).is_not_null()
         & pl.col(C.EVENT_TYPE).is_in(activity_types)
-    ).select(C.USER_ID, C.TIMESTAMP)
+    ).select(C.USER_ID, C.TIMESTAMP, C.SESSION_ID)
 
 
 def user_return_gaps(active: pl.DataFrame) -> pl.DataFrame:
-    """Per user: the first activity and the time until the next activity after it (null: never)."""
-    firsts = active.group_by(C.USER_ID).agg(pl.col(C.TIMESTAMP).min().alias(FIRST))
+    """Per user: the first activity and the time until they came back (null: never).
+
+    Coming back means an activity after the first one in another session: a second page view
+    seconds later in the same visit is not a return.
+    """
+    firsts = (
+        active.sort(C.TIMESTAMP, C.SESSION_ID, nulls_last=True)
+        .group_by(C.USER_ID)
+        .agg(
+            pl.col(C.TIMESTAMP).first().alias(FIRST),
+            pl.col(C.SESSION_ID).first().alias("__first_session"),
+        )
+    )
+    other_visit = (
+        pl.col(C.SESSION_ID).is_null()
+        | pl.col("__first_session").is_null()
+        | (pl.col(C.SESSION_ID) != pl.col("__first_session"))
+    )
     later = (
         active.join(firsts, on=C.USER_ID)
-        .filter(pl.col(C.TIMESTAMP) > pl.col(FIRST))
+        .filter((pl.col(C.TIMESTAMP) > pl.col(FIRST)) & other_visit)
         .group_by(C.USER_ID)
         .agg(pl.col(C.TIMESTAMP).min().alias("next"))
     )
+    firsts = firsts.drop("__first_session")
     return (
         firsts.join(later, on=C.USER_ID, how="left")
         .with_columns((pl.col("next") - pl.col(FIRST)).alias(GAP))

@@ -359,3 +359,28 @@ def test_case_06_days_in_the_reporting_zone(tmp_path: Path) -> None:
     utc = business_report(events, None, report_cfg(timezone="UTC"), "day")
     assert utc.main.select("label", "sessions").rows() == [("2024-03-30", 1), ("2024-03-31", 3)]
     assert berlin.meta["timezone"] == "Europe/Berlin"
+
+
+def test_a_second_event_in_the_same_visit_is_not_a_return() -> None:
+    from datetime import timedelta
+
+    from reco_cli.reports import GAP, user_return_gaps
+
+    t0 = datetime(2024, 1, 1, 10, tzinfo=UTC)
+    active = pl.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "b", "b"],
+            "timestamp": [
+                t0,
+                t0 + timedelta(seconds=30),
+                t0,
+                t0 + timedelta(seconds=20),
+                t0 + timedelta(days=3),
+            ],
+            "session_id": ["a1", "a1", "b1", "b1", "b2"],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    gaps = user_return_gaps(active).sort("user_id")
+    # a never came back (the second event is the same visit); b came back 3 days later.
+    assert gaps[GAP].to_list() == [None, timedelta(days=3)]

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, RecoError
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_IO, RecoError
 
 app = typer.Typer(
     name="reco",
@@ -72,6 +72,11 @@ class Fmt(StrEnum):
     csv = "csv"
 
 
+class SummaryFmt(StrEnum):
+    table = "table"
+    json = "json"
+
+
 class EvalFmt(StrEnum):
     table = "table"
     json = "json"
@@ -104,8 +109,17 @@ def guarded() -> Iterator[None]:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             err.print(f"[bold red]Error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except (typer.Exit, typer.Abort, KeyboardInterrupt, typer.BadParameter):
         raise
+    except OSError as exc:
+        # The machine, not reco or its input: a full disk, a vanished folder, no permission.
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(
+            f"[bold red]Error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; "
+            "check free space and permissions",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_IO) from None
     except Exception:
         traceback.print_exc(file=sys.stderr)
         err.print(
@@ -124,6 +138,8 @@ def _load(config: Path, workdir: Path | None, overrides: dict[str, Any] | None =
 
     merged = dict(overrides or {})
     if workdir is not None:
+        if not str(workdir).strip():
+            raise typer.BadParameter("cannot be empty", param_hint="--workdir")
         merged["workdir"] = str(workdir)
     return load_config(config, merged)
 
@@ -140,8 +156,8 @@ def ingest(
     config: ConfigOpt = Path("configs/default.yaml"),
     workdir: WorkdirOpt = None,
     fmt: Annotated[
-        Fmt, typer.Option("--format", "-f", help="Summary as table or json.")
-    ] = Fmt.table,
+        SummaryFmt, typer.Option("--format", "-f", help="Summary as table or json.")
+    ] = SummaryFmt.table,
 ) -> None:
     """Read, clean and check event exports into <workdir>/data (events, items, rejects, report).
 
@@ -154,7 +170,7 @@ def ingest(
         from .ingest import run_ingest
 
         result = run_ingest(cfg, status=_status)
-        if fmt is Fmt.json:
+        if fmt is SummaryFmt.json:
             out.print_json(render.to_json(result.report))
         else:
             if "totals" in result.report:  # absent for an impression-only config
@@ -185,8 +201,8 @@ def train(
         ),
     ] = False,
     fmt: Annotated[
-        Fmt, typer.Option("--format", "-f", help="Summary as table or json.")
-    ] = Fmt.table,
+        SummaryFmt, typer.Option("--format", "-f", help="Summary as table or json.")
+    ] = SummaryFmt.table,
 ) -> None:
     """Fit LightFM on the ingested events, build the candidate index, publish a new bundle.
 
@@ -223,7 +239,7 @@ def train(
             except NothingToUpdate as exc:
                 note(str(exc))
                 return
-        if fmt is Fmt.json:
+        if fmt is SummaryFmt.json:
             out.print_json(render.to_json(result.manifest))
         else:
             render.train_summary(result.manifest, str(result.bundle_dir), out, err)
@@ -236,10 +252,15 @@ def _read_users_file(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputDataError(f"users file {str(path)!r} not found") from None
+    except IsADirectoryError:
+        raise InputDataError(f"users file {str(path)!r} is a folder; pass a text file") from None
     except UnicodeDecodeError:
         raise InputDataError(f"users file {str(path)!r} is not UTF-8 text; re-save it") from None
     users = [line.strip() for line in text.splitlines()]
-    return [u for u in users if u and not u.startswith("#")]
+    users = [u for u in users if u and not u.startswith("#")]
+    if not users:
+        raise InputDataError(f"users file {str(path)!r} holds no user ids (one per line)")
+    return users
 
 
 @app.command(
@@ -260,7 +281,8 @@ def recommend(
         Path | None, typer.Option("--users-file", help="File with one user id per line.")
     ] = None,
     k: Annotated[
-        int | None, typer.Option("-k", "--k", help="How many items (default recommend.k).", min=1)
+        int | None,
+        typer.Option("-k", "--k", help="How many items (default recommend.k).", min=1, max=10_000),
     ] = None,
     fmt: Annotated[
         Fmt, typer.Option("--format", "-f", help="table, json or csv on stdout.")
@@ -285,14 +307,14 @@ def recommend(
     its reason: model, popular, boosted:<rule> or promoted:<rule>.
     """
     with guarded():
-        from .errors import InputDataError
-
         cfg = _load(config, workdir)
         users = list(user or [])
         if users_file is not None:
             users += _read_users_file(users_file)
         if not users:
-            raise InputDataError("no user given; pass --user ID or --users-file FILE")
+            raise typer.BadParameter("pass --user ID or --users-file FILE", param_hint="--user")
+        if any(not u.strip() for u in users):
+            raise typer.BadParameter("a user id cannot be empty", param_hint="--user")
         from . import render
         from .rank import Recommender
 
@@ -353,7 +375,9 @@ def _warn_if_config_changed(manifest: dict[str, Any], cfg: Any) -> None:
 def inspect(
     config: ConfigOpt = Path("configs/default.yaml"),
     workdir: WorkdirOpt = None,
-    fmt: Annotated[Fmt, typer.Option("--format", "-f", help="table or json.")] = Fmt.table,
+    fmt: Annotated[
+        SummaryFmt, typer.Option("--format", "-f", help="table or json.")
+    ] = SummaryFmt.table,
 ) -> None:
     """Show what is in the current model bundle: sizes, data, index decision, versions."""
     with guarded():
@@ -362,7 +386,7 @@ def inspect(
         from .bundle import load_bundle
 
         bundle = load_bundle(cfg.workdir_path)
-        if fmt is Fmt.json:
+        if fmt is SummaryFmt.json:
             sys.stdout.write(render.to_json(bundle.manifest) + "\n")
         else:
             render.manifest_summary(bundle.manifest, str(bundle.path), out)

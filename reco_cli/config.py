@@ -986,8 +986,10 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RecoConfig:
     """Read, merge command-line overrides into, and validate a YAML config."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a folder; pass -c with a YAML file")
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass -c configs/default.yaml")
+        raise ConfigError(f"config file {str(path)!r} not found; pass -c PATH to a YAML config")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:

@@ -15,6 +15,7 @@ EXIT_MODEL = 5
 EXIT_UNKNOWN_USER = 6
 EXIT_DIVERGED = 7
 EXIT_INTERNAL = 70
+EXIT_IO = 74  # the system failed us: disk full, permission denied while writing
 EXIT_BROKEN_PIPE = 141  # stdout closed early (e.g. piped into head), as shells report SIGPIPE
 
 

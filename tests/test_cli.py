@@ -222,3 +222,55 @@ def test_shipped_configs_are_valid() -> None:
         cfg = load_config(path)
         assert cfg.train.num_threads == 1, f"{path.name}: shipped configs must be reproducible"
         assert yaml.safe_load(path.read_text())  # plain YAML too
+
+
+def test_usage_errors_for_missing_or_empty_users(trained: Path) -> None:
+    assert reco("recommend", "-c", trained).exit_code == 2
+    assert reco("recommend", "-c", trained, "--user", "").exit_code == 2
+    assert reco("recommend", "-c", trained, "--user", "u1", "-k", "0").exit_code == 2
+
+
+def test_users_file_that_is_a_folder_or_empty(trained: Path, tmp_path: Path) -> None:
+    result = reco("recommend", "-c", trained, "--users-file", tmp_path)
+    assert result.exit_code == 4 and "is a folder" in one_error_line(result)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nobody\n\n")
+    result = reco("recommend", "-c", trained, "--users-file", empty)
+    assert result.exit_code == 4 and "holds no user ids" in one_error_line(result)
+
+
+def test_exit_74_when_the_system_fails_a_write(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import reco_cli.render as render
+
+    def full(*_a: object, **_k: object) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(render, "recommendations_csv", full)
+    result = reco("recommend", "-c", trained, "--user", "u1", "-f", "csv")
+    assert result.exit_code == 74
+    assert "No space left on device" in one_error_line(result)
+
+
+def test_workdir_that_is_a_file_or_holds_a_real_model_folder(tmp_path: Path) -> None:
+    src = CASES / "09_unknown_ids" / "train.csv"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cfg = events_config(src, default_event_type="purchase") | {"workdir": str(afile)}
+    result = reco("ingest", "-c", write_config(tmp_path, cfg))
+    assert result.exit_code == 3 and "is a file, not a folder" in one_error_line(result)
+    work = tmp_path / "w"
+    (work / "model").mkdir(parents=True)
+    cfg = events_config(src, default_event_type="purchase") | {"workdir": str(work)} | FAST
+    path = write_config(tmp_path, cfg)
+    assert reco("ingest", "-c", path).exit_code == 0
+    result = reco("train", "-c", path)
+    assert result.exit_code == 5 and "is a real directory" in one_error_line(result)
+    assert not list((work / "models").glob("*")) if (work / "models").exists() else True
+
+
+def test_summary_commands_refuse_csv(trained: Path) -> None:
+    assert reco("inspect", "-c", trained, "-f", "csv").exit_code == 2

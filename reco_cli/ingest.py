@@ -13,7 +13,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -314,6 +314,7 @@ def _timestamp_exprs(
     values = frame.get_column(C.TIMESTAMP)
     if formats == ["auto"]:
         formats = _auto_formats(values, where)
+    _check_epoch_unit(values, formats, where)
     utc, naive = parse_columns(raw, formats)
     probe = frame.select(
         raw.is_not_null().sum().alias("present"),
@@ -335,22 +336,52 @@ def _timestamp_exprs(
     tz = src.timezone or "UTC"
     if n_naive and src.timezone is None:
         ts_notes["naive_read_as_utc"] = True
-    ts_notes["timezone_for_naive"] = tz
+    if n_naive:
+        ts_notes["timezone_for_naive"] = tz
+        ts_notes["naive_values"] = ts_notes.get("naive_values", 0) + n_naive
     local = localize(naive, tz)
     ambiguous = naive.is_not_null() & (local != localize(naive, tz, "latest"))
     ts_notes["ambiguous_dst_taken_earliest"] = ts_notes.get(
         "ambiguous_dst_taken_earliest", 0
     ) + int(frame.select((utc.is_null() & ambiguous).sum()).item())
-    ts = pl.coalesce(utc, local)
+    parsed = pl.coalesce(utc, local)
+    plausible = parsed.is_between(pl.lit(EARLIEST, UTC_DTYPE), pl.lit(LATEST, UTC_DTYPE), "left")
+    ts = pl.when(plausible).then(parsed)
     reasons: list[tuple[pl.Expr, pl.Expr | str]] = [
         (raw.is_null(), "missing timestamp"),
         (
             utc.is_null() & naive.is_not_null() & local.is_null(),
             pl.lit(f"local time does not exist in {tz} (DST gap) '") + raw + "'",
         ),
-        (ts.is_null(), pl.lit("unparseable timestamp '") + raw + "'"),
+        (parsed.is_null(), pl.lit("unparseable timestamp '") + raw + "'"),
+        (~plausible, pl.lit("timestamp outside 1900..2200 '") + raw + "'"),
     ]
     return ts, reasons
+
+
+# Timestamps outside this range are typing or unit errors, not events (and overflow datetimes).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _check_epoch_unit(values: pl.Series, formats: list[str], where: str) -> None:
+    """Refuse epoch numbers read in the wrong unit: seconds as milliseconds land in 1970."""
+    if not set(formats) & {"unix_s", "unix_ms"} or len(set(formats)) > 1:
+        return
+    digits = values.drop_nulls().str.extract(r"^(\d+)(?:\.\d+)?$").str.len_chars().drop_nulls()
+    if digits.len() == 0:
+        return
+    typical = int(cast(float, digits.median() or 0))
+    if formats == ["unix_s"] and typical >= 12:
+        raise InputDataError(
+            f"{where}: values such as {values.drop_nulls()[0]!r} have {typical} digits: they look "
+            "like milliseconds; set timestamp_format: unix_ms"
+        )
+    if formats == ["unix_ms"] and typical <= 10:
+        raise InputDataError(
+            f"{where}: values such as {values.drop_nulls()[0]!r} have {typical} digits: they look "
+            "like seconds; set timestamp_format: unix_s"
+        )
 
 
 def _auto_formats(values: pl.Series, where: str) -> list[str]:
@@ -624,6 +655,9 @@ def _report(
             "ambiguous_dst_taken_earliest": ts_notes.get("ambiguous_dst_taken_earliest", 0),
             "naive_read_as_utc": ts_notes.get("naive_read_as_utc", False),
             "no_timestamp_column": ts_notes.get("no_timestamp_column", False),
+            "naive_values": ts_notes.get("naive_values", 0),
+            "in_the_future": int((ts > now + timedelta(days=1)).sum()),
+            "before_1990": int((ts < datetime(1990, 1, 1, tzinfo=UTC)).sum()),
         },
         "notes": notes,
     }

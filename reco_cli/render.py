@@ -81,8 +81,9 @@ def ingest_summary(report: dict[str, Any], console: Console, notes: Console | No
         rows += [
             ("time span (UTC)", f"{span['first']} .. {span['last']}"),
             ("freshness", f"newest event is {report['freshness_days']} days old"),
-            ("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"),
         ]
+        if report["timestamps"].get("naive_values"):
+            rows.append(("naive timestamps", f"read as {cfg['timezone_for_naive_timestamps']}"))
     if report["id_values_trimmed"]:
         rows.append(
             ("trimmed", ", ".join(f"{c}: {n}" for c, n in report["id_values_trimmed"].items()))
@@ -124,6 +125,16 @@ def ingest_summary(report: dict[str, Any], console: Console, notes: Console | No
         warn.print(
             "[yellow]warning:[/] no timestamp column: training works, but time splits, sessions "
             "from gaps, freshness and reports need event times"
+        )
+    if report["timestamps"].get("in_the_future"):
+        warn.print(
+            f"[yellow]warning:[/] {report['timestamps']['in_the_future']:,} events are dated more "
+            "than a day in the future: check the time zone and the timestamp unit"
+        )
+    if report["timestamps"].get("before_1990"):
+        warn.print(
+            f"[yellow]warning:[/] {report['timestamps']['before_1990']:,} events are dated before "
+            "1990: check the timestamp format and unit"
         )
     if report["timestamps"]["naive_read_as_utc"]:
         warn.print(

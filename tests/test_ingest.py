@@ -422,3 +422,39 @@ def test_missing_file_and_missing_column_errors(tmp_path: Path) -> None:
 
 def test_sample_path_constant_is_shipped() -> None:
     assert SAMPLE.is_file()
+
+
+def test_epoch_unit_mismatch_is_refused(tmp_path: Path) -> None:
+    seconds = tmp_path / "s.csv"
+    seconds.write_text("user_id,item_id,timestamp\nu1,i1,1709553600\nu2,i2,1709553700\n")
+    with pytest.raises(InputDataError, match="look like seconds; set timestamp_format: unix_s"):
+        ingest(tmp_path, events_config(seconds, timestamp_format="unix_ms"))
+    millis = tmp_path / "ms.csv"
+    millis.write_text("user_id,item_id,timestamp\nu1,i1,1709553600000\n")
+    with pytest.raises(
+        InputDataError, match="look like milliseconds; set timestamp_format: unix_ms"
+    ):
+        ingest(tmp_path, events_config(millis, timestamp_format="unix_s"))
+
+
+def test_out_of_range_timestamps_are_rejected_and_odd_dates_warned(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text(
+        "user_id,item_id,timestamp\n"
+        "u1,i1,1709553600\n"
+        "u2,i2,1709553600000\n"  # a millisecond value among seconds: year 56,000
+        + "".join(f"u{i},i1,{1709553600 + i}\n" for i in range(3, 10))
+    )
+    cfg = events_config(path, timestamp_format="unix_s")
+    cfg["data"]["max_reject_fraction"] = 0.2
+    result = ingest(tmp_path, cfg)
+    assert result.report["rejected_by_reason"] == {
+        "timestamp outside 1900..2200 '1709553600000'": 1
+    }
+    future = tmp_path / "future.csv"
+    future.write_text(
+        "user_id,item_id,timestamp\nu1,i1,2150-01-01T00:00:00Z\nu2,i1,1980-01-01T00:00:00Z\n"
+    )
+    report = ingest(tmp_path, events_config(future)).report
+    assert report["timestamps"]["in_the_future"] == 1
+    assert report["timestamps"]["before_1990"] == 1

@@ -30,6 +30,7 @@ from .readers import (
     RAGGED,
     ROW,
     SourceFile,
+    parse_number,
     read_source_file,
     resolve_paths,
 )
@@ -59,7 +60,8 @@ SUSPICIOUS_IDS = (
     "-1",
     "#n/a",
 )
-FLOAT_ID = r"^-?\d+\.0+$"
+# `77.0` or `1.2E+11`: ids a spreadsheet turned into numbers.
+FLOAT_ID = r"^-?\d+\.0+$|^-?\d+(\.\d+)?[eE][+-]?\d+$"
 
 
 @dataclass
@@ -169,7 +171,8 @@ def _clean_strings(frame: pl.DataFrame, names: list[str], nulls: list[str]) -> p
     """Trim every string column, then turn configured null tokens into nulls."""
     exprs = []
     for name in names:
-        trimmed = pl.col(name).str.strip_chars()
+        # A byte-order mark inside a file (concatenated exports) is invisible dirt, like spaces.
+        trimmed = pl.col(name).str.strip_chars().str.strip_chars("\ufeff").str.strip_chars()
         exprs.append(pl.when(trimmed.is_in(nulls)).then(None).otherwise(trimmed).alias(name))
     return frame.with_columns(exprs)
 
@@ -189,6 +192,13 @@ def _normalise_file(
 
     reasons: list[tuple[pl.Expr, pl.Expr | str]] = []  # (condition, reason) in priority order
     reasons.append((pl.col(RAGGED), "more fields than the header (an unquoted separator?)"))
+    named = {
+        c: col for c, col in src.columns.items() if isinstance(col, str) and c in frame.columns
+    }
+    if src.has_header and named:
+        # Concatenated exports repeat their header line in the middle of the data.
+        repeat = pl.all_horizontal([pl.col(f"raw_{c}") == col for c, col in named.items()])
+        reasons.append((repeat, "a repeated header line"))
     reasons.append((pl.col(C.ITEM_ID).is_null(), "missing item_id"))
     if C.SESSION_ID in src.columns:
         who_missing = pl.col(C.USER_ID).is_null() & pl.col(C.SESSION_ID).is_null()
@@ -215,9 +225,7 @@ def _normalise_file(
             numbers[name] = pl.lit(None, pl.Float64)
             continue
         text = pl.col(name)
-        if src.decimal_comma:
-            text = text.str.replace(",", ".", literal=True)
-        value = text.cast(pl.Float64, strict=False)
+        value = parse_number(text, src.decimal_comma)
         reasons.append(
             (text.is_not_null() & value.is_null(), pl.lit(f"non-numeric {name} '") + text + "'")
         )
@@ -493,10 +501,8 @@ def _ingest_items(src: ItemsSource | None, tmp: str) -> tuple[pl.DataFrame, dict
     numeric = {C.PRICE, *src.numeric_columns} & set(names)
     bad_numbers = {}
     for name in numeric:
-        text = (
-            pl.col(name).str.replace(",", ".", literal=True) if src.decimal_comma else pl.col(name)
-        )
-        value = text.cast(pl.Float64, strict=False)
+        text = pl.col(name)
+        value = parse_number(text, src.decimal_comma)
         bad_numbers[name] = int(
             cleaned.select(
                 (text.is_not_null() & (value.is_null() | ~value.is_finite())).sum()

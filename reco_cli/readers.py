@@ -446,3 +446,14 @@ def _csv_error(path: str, text: str, source: SourceConfig, key: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def parse_number(text: pl.Expr, decimal_comma: bool) -> pl.Expr:
+    """A string column as Float64 (null where it is not a number).
+
+    With `decimal_comma` the export is European: `1.234,5` is 1234.5, so dots are thousands
+    separators and the comma is the decimal mark.
+    """
+    if decimal_comma:
+        text = text.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    return text.cast(pl.Float64, strict=False)

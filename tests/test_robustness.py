@@ -350,3 +350,99 @@ def test_case17_changed_config_is_noted_not_silently_served(tmp_path: Path) -> N
     assert result.exit_code == 0
     assert "trained with train.no_components=16 (config now: 32); run `reco train`" in result.stderr
     assert json.loads(result.stdout)["items"]
+
+
+# --- export dirt found by trying to break it ---------------------------------------------------
+
+
+def test_blank_lines_are_not_records(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("user_id,item_id\nu1,i1\n\nu2,i2\n\n")
+    result = ingest(tmp_path, events_config(path, columns=UI))
+    files = result.report["files"][0]
+    assert (files["read"], files["kept"], files["rejected"], files["blank_lines"]) == (2, 2, 0, 2)
+    assert result.events.sort("user_id")["source_line"].to_list() == [2, 4]
+
+
+def test_reject_lines_are_physical_lines_after_quoted_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text('user_id,item_id,query\nu1,i1,"red\nshoes\nsale"\nu2,,boots\n')
+    cfg = events_config(path, columns=UI | {"query": "query"})
+    cfg["data"]["max_reject_fraction"] = 0.5
+    rejects = ingest(tmp_path, cfg).rejects
+    assert rejects.select("source_line", "reason").rows() == [(5, "missing item_id")]
+
+
+def test_a_file_listed_twice_is_read_once(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("user_id,item_id\nu1,i1\nu2,i2\n")
+    cfg = events_config(path, columns=UI)
+    cfg["data"]["events"]["path"] = [str(path), str(tmp_path / "*.csv")]
+    result = ingest(tmp_path, cfg)
+    assert result.report["totals"]["read"] == 2 and len(result.report["files"]) == 1
+    assert any("listed more than once" in n for n in result.report["notes"])
+
+
+def test_folder_sources_skip_hidden_and_non_data_files(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "part1.csv").write_text("user_id,item_id\nu1,i1\n")
+    (folder / ".part2.csv").write_text("user_id,item_id\nu9,i9\n")
+    (folder / "README.txt").write_text("how this export was made\n")
+    result = ingest(tmp_path, events_config(folder, columns=UI))
+    assert result.events["user_id"].to_list() == ["u1"]
+    assert any("skipped 2 entries" in n for n in result.report["notes"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x1f\x8b\x08\x00rest", "gzip-compressed; decompress it first"),
+        (b"user_id,item_id\ru1,i1\r", "bare carriage return"),
+        (b"user_id,item_id,user_id\nu1,i1,u2\n", "appears 2 times in the header"),
+    ],
+)
+def test_undecipherable_exports_are_refused_clearly(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputDataError, match=message):
+        ingest(tmp_path, events_config(path, columns=UI))
+
+
+def test_decimal_comma_means_dots_are_thousands(tmp_path: Path) -> None:
+    path = tmp_path / "eu.csv"
+    path.write_text('user_id;item_id;price\nu1;i1;"1.234,50"\nu2;i2;"3,5"\nu3;i3;12\n')
+    cfg = events_config(path, columns=UI | {"price": "price"}, separator=";", decimal_comma=True)
+    assert ingest(tmp_path, cfg).events.sort("user_id")["price"].to_list() == [1234.5, 3.5, 12.0]
+
+
+def test_repeated_header_lines_and_stray_boms(tmp_path: Path) -> None:
+    path = tmp_path / "concat.csv"
+    path.write_text("user_id,item_id\nu1,i1\nuser_id,item_id\n\ufeffu2,i2\n")
+    cfg = events_config(path, columns=UI)
+    cfg["data"]["max_reject_fraction"] = 0.5
+    result = ingest(tmp_path, cfg)
+    assert result.report["rejected_by_reason"] == {"a repeated header line": 1}
+    assert sorted(result.events["user_id"].to_list()) == ["u1", "u2"]
+
+
+def test_scientific_notation_ids_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "sci.csv"
+    path.write_text("user_id,item_id\n1.2E+11,i1\nu2,i2\n")
+    report = ingest(tmp_path, events_config(path, columns=UI)).report
+    assert report["float_like_ids"] == {"user_id": {"count": 1, "example": "1.2E+11"}}
+
+
+def test_nothing_kept_publishes_nothing(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("user_id,item_id\nu1,i1\n")
+    cfg = events_config(good, columns=UI)
+    ingest(tmp_path, cfg, write=True)
+    before = (tmp_path / "work" / "data").resolve()
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user_id,item_id\n")
+    with pytest.raises(InputDataError, match="no events kept"):
+        ingest(tmp_path, events_config(empty, columns=UI), write=True)
+    assert (tmp_path / "work" / "data").resolve() == before

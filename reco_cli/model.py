@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,8 +41,9 @@ from .interactions import (
     build_interactions,
     exclusion_matrix,
     strongest_event,
+    weighted_events,
 )
-from .publish import prepare_workdir, publish_version
+from .publish import prepare_workdir, publish_version, version_name
 
 EpochCallback = Callable[[int, int], None]
 STATE_FILE = "lightfm_state.npz"
@@ -286,8 +288,7 @@ def fit_update(
     last = previous.manifest["data"].get("last_event")
     if last is None:
         raise InputDataError("cannot update without event timestamps; run a full `reco train`")
-    since = datetime.fromisoformat(last)
-    new_events = events.filter(pl.col(C.TIMESTAMP) > since)
+    new_events = events_since(events, previous.manifest)
     inter = _interactions_or_fail(events, train)
     fresh = build_interactions(new_events, train)
     if fresh.weights.nnz == 0:
@@ -316,7 +317,8 @@ def fit_update(
         (coo.data, (rows[coo.row], cols[coo.col])), shape=inter.shape, dtype=np.float32
     )
     seconds = _run_epochs(model, weights, None, train, train.update_epochs, on_epoch)
-    return _fitted(model, inter, None, [], train, seconds), int(new_events.height)
+    trained_on = weighted_events(new_events, train).height
+    return _fitted(model, inter, None, [], train, seconds), int(trained_on)
 
 
 class NothingToUpdate(Exception):
@@ -422,13 +424,14 @@ def write_bundle(
     ts = events.get_column(C.TIMESTAMP)
     manifest: dict[str, Any] = {
         "reco_version": __version__,
-        "version": out.name.removeprefix(".partial-"),
+        "version": version_name(out),
         "created_at": datetime.now(UTC).isoformat(),
         "config": cfg.model_dump(mode="json"),
         "data": data_fingerprint
         | {
             "first_event": _iso(ts.min()),
             "last_event": _iso(ts.max()),
+            "events_at_last_timestamp": boundary_events(events),
         },
         "libraries": library_versions(),
         "sizes": {
@@ -511,6 +514,48 @@ def weighting_rule(train: TrainConfig) -> str:
     if train.min_rating is not None:
         rule += f"; ratings below {train.min_rating:g} dropped"
     return rule
+
+
+BOUNDARY_LIMIT = 1000
+
+
+def _event_keys(events: pl.DataFrame) -> list[str]:
+    return (
+        events.select(
+            pl.concat_str([C.USER_ID, C.ITEM_ID, C.EVENT_TYPE], separator="\t", ignore_nulls=True)
+        )
+        .to_series()
+        .to_list()
+    )
+
+
+def boundary_events(events: pl.DataFrame) -> list[str] | None:
+    """The events at the newest timestamp, so `--update` can tell which of the events at that
+    same second it has already seen (None when there are too many to keep in the manifest)."""
+    last = events.get_column(C.TIMESTAMP).max()
+    if last is None:
+        return []
+    at_last = events.filter(pl.col(C.TIMESTAMP) == last)
+    return _event_keys(at_last) if at_last.height <= BOUNDARY_LIMIT else None
+
+
+def events_since(events: pl.DataFrame, manifest: dict[str, Any]) -> pl.DataFrame:
+    """Events the model has not seen: after its last event, plus those at that very timestamp
+    beyond the ones it was trained with."""
+    last = datetime.fromisoformat(manifest["data"]["last_event"])
+    after = events.filter(pl.col(C.TIMESTAMP) > last)
+    seen = manifest["data"].get("events_at_last_timestamp")
+    if seen is None:
+        return after
+    remaining = Counter(seen)
+    at_last = events.filter(pl.col(C.TIMESTAMP) == last)
+    fresh = []
+    for i, key in enumerate(_event_keys(at_last)):
+        if remaining[key] > 0:
+            remaining[key] -= 1
+        else:
+            fresh.append(i)
+    return pl.concat([at_last[fresh], after]) if fresh else after
 
 
 def _iso(value: Any) -> str | None:

@@ -26,6 +26,14 @@ def new_version_name() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+def version_name(directory: Path) -> str:
+    """The version a (possibly still partial) version directory will be published as."""
+    name = directory.name
+    if name.startswith(PARTIAL_PREFIX):
+        name = name.removeprefix(PARTIAL_PREFIX).rsplit(".", 1)[0]
+    return name
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -72,7 +80,8 @@ def publish_version(root: Path, pointer: Path, build: Callable[[Path], None], ke
     """Run `build(tmp_dir)`, then make the result the version `pointer` points at."""
     root.mkdir(parents=True, exist_ok=True)
     name = new_version_name()
-    partial = root / f"{PARTIAL_PREFIX}{name}"
+    # The writer's pid in the name lets a later run tell a killed writer from a running one.
+    partial = root / f"{PARTIAL_PREFIX}{name}.{os.getpid()}"
     partial.mkdir()
     try:
         build(partial)
@@ -117,11 +126,25 @@ def prune(root: Path, pointer: Path, keep: int) -> list[Path]:
             continue
         shutil.rmtree(old, ignore_errors=True)
         removed.append(old)
-    now = time.time()
     for partial in root.glob(f"{PARTIAL_PREFIX}*"):
-        if now - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+        if _abandoned(partial):
             shutil.rmtree(partial, ignore_errors=True)
     return removed
+
+
+def _abandoned(partial: Path) -> bool:
+    """A partial version whose writer is gone (killed), or that is too old to be in progress."""
+    pid_text = partial.name.rsplit(".", 1)[-1]
+    if pid_text.isdigit():
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, another user's
+        else:
+            return False
+    return time.time() - partial.stat().st_mtime > STALE_PARTIAL_SECONDS
 
 
 def atomic_write_text(path: Path, text: str) -> None:

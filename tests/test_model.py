@@ -286,3 +286,24 @@ def test_warp_kos_trains_without_sample_weights(tmp_path: Path) -> None:
     cfg = events_config(parity_events(tmp_path / "p.csv"), default_event_type="purchase")
     cfg_path = pipeline(tmp_path, cfg | {"train": {"loss": "warp-kos"}})
     assert len(Recommender.open(load_config(cfg_path).workdir_path).recommend("u0", 5).items) == 5
+
+
+def test_update_keeps_new_events_that_share_the_last_timestamp(tmp_path: Path) -> None:
+    from reco_cli.model import events_since
+
+    old = parity_events(tmp_path / "old.csv", n_users=20)
+    last_line = old.read_text().strip().splitlines()[-1]
+    last_ts = last_line.split(",")[2]
+    grown = tmp_path / "grown.csv"
+    # Same second as the model's newest event: one repeat of it (seen) and one new event.
+    grown.write_text(old.read_text() + f"{last_line}\nu99,i2,{last_ts}\n")
+    cfg_path = pipeline(tmp_path, events_config(old, default_event_type="purchase"))
+    cfg = load_config(cfg_path)
+    manifest = load_bundle(cfg.workdir_path).manifest
+    cfg_path.write_text(cfg_path.read_text().replace(str(old), str(grown)))
+    cfg = load_config(cfg_path)
+    cfg.data.max_reject_fraction = 1.0
+    result = run_ingest(cfg)
+    fresh = events_since(result.events, manifest)
+    # The exact repeat is a duplicate at ingest; the other event at that second is new.
+    assert fresh.select("user_id", "item_id").rows() == [("u99", "i2")]

@@ -446,3 +446,21 @@ def test_nothing_kept_publishes_nothing(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="no events kept"):
         ingest(tmp_path, events_config(empty, columns=UI), write=True)
     assert (tmp_path / "work" / "data").resolve() == before
+
+
+def test_partial_versions_of_killed_writers_are_cleaned(tmp_path: Path) -> None:
+    from reco_cli.publish import prune, publish_version
+
+    root, pointer = tmp_path / "models", tmp_path / "model"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root.mkdir()
+    (root / f".partial-20200101T000000000000Z-abc.{dead.pid}").mkdir()
+    alive = root / f".partial-20200101T000000000000Z-def.{os.getpid()}"
+    alive.mkdir()
+    publish_version(root, pointer, lambda out: (out / "x").write_text("1"), keep=3)
+    prune(root, pointer, keep=3)
+    left = sorted(p.name for p in root.iterdir())
+    assert alive.name in left
+    assert not any(name.endswith(f".{dead.pid}") for name in left)
+    assert pointer.resolve().parent == root.resolve()

@@ -495,6 +495,8 @@ def _report(
         from . import report_render
         from .reports import build_report
 
+        if by is not None and not by.strip():
+            raise typer.BadParameter("cannot be empty", param_hint="--by")
         report = build_report(cfg, kind, by, period.value if period else None)
         if fmt is Fmt.json:
             sys.stdout.write(report_render.to_json(report) + "\n")

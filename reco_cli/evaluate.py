@@ -464,6 +464,7 @@ def run_evaluation(
         timings[name] = round(now - clock, 3)
         clock = now
 
+    cfg.data.require_events("reco evaluate")
     workdir = cfg.workdir_path
     prepare_workdir(eval_dir(workdir), "model", ModelBundleError)
     events = read_events(workdir)

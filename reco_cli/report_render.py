@@ -27,7 +27,10 @@ _NOT_EXPORTED = ("clicks",)
 
 def to_csv(report: Report) -> str:
     """The main table as CSV (dates as ISO, empty cells for NA)."""
-    return report.main.write_csv(null_value="", date_format="%Y-%m-%d")
+    # Money and rates at 6 decimals: 65.4, not 65.39999999999999.
+    floats = [name for name, dtype in report.main.schema.items() if dtype.is_float()]
+    table = report.main.with_columns(pl.col(floats).round(6))
+    return table.write_csv(null_value="", date_format="%Y-%m-%d")
 
 
 def to_json(report: Report) -> str:
@@ -240,14 +243,16 @@ def _arm_difference(diff: pl.DataFrame, console: Console) -> None:
     for col in ("metric", "arm", "rate", "control", "control rate", "difference", "interval", "CI"):
         table.add_column(col, justify="right" if col in ("rate", "control rate") else "left")
     for r in diff.iter_rows(named=True):
-        sign = "+" if (r["difference"] or 0) >= 0 else ""
+        # Round first so a tiny negative difference prints as +0.00, not -0.00.
+        diff_pp = round((r["difference"] or 0) * 100, digits) + 0.0
+        sign = "+" if diff_pp >= 0 else ""
         table.add_row(
             r["metric"],
             r["arm"],
             pct(r["rate"], digits),
             r["control"],
             pct(r["control_rate"], digits),
-            "NA" if r["difference"] is None else f"{sign}{r['difference'] * 100:.{digits}f} pp",
+            "NA" if r["difference"] is None else f"{sign}{diff_pp:.{digits}f} pp",
             "NA"
             if r["ci_low"] is None
             else f"[{r['ci_low'] * 100:+.{digits}f}, {r['ci_high'] * 100:+.{digits}f}] pp",

@@ -622,8 +622,9 @@ def check_arms(groups: pl.DataFrame, control: str | None, source: str) -> list[s
     arms = sorted(str(a) for a in groups.get_column(GROUP).drop_nulls().unique())
     if not arms:
         raise InputDataError(
-            f"no experiment arm in the {source}: map an arm column (columns.arm) or, for "
-            "impressions, one file per arm (data.impressions.arms), then rerun reco ingest"
+            f"no experiment arm in the {source}: map an arm column (data.events.columns.arm for "
+            "retention and business; for CTR also data.impressions.columns.arm or one file per "
+            "arm, data.impressions.arms), then rerun reco ingest"
         )
     if control is not None and control not in arms:
         raise ConfigError(f"report.control_arm {control!r} is not an arm in the data ({arms})")
@@ -766,6 +767,11 @@ def business_report(
     tz = cfg.timezone
     facts = session_facts(events)
     if facts.height == 0:
+        if events.get_column(C.TIMESTAMP).is_null().all():
+            raise InputDataError(
+                "the events have no timestamps (no data.events.columns.timestamp), so there are "
+                "no sessions or periods to report on; map the time column and rerun reco ingest"
+            )
         raise InputDataError(
             "no sessions in the events: map data.events.columns.session_id, or give events a "
             "user_id so reco ingest builds sessions from inactivity gaps"
@@ -805,6 +811,10 @@ def business_report(
             .agg(pl.col(by).first().cast(pl.String).alias(GROUP))
         )
         facts = facts.join(first, on=C.SESSION_ID, how="left")
+        notes.append(
+            f"each session counts whole under the {by} of its first event with one; this is not "
+            f"revenue per {by} value"
+        )
     else:
         raise InputDataError(
             f"business metrics cannot be grouped by {by!r}; use day, week, month, engaged or an "
@@ -835,6 +845,7 @@ def build_report(cfg: RecoConfig, kind: str, by: str | None, period: str | None 
     if kind == "ctr":
         frames = load_frames(cfg.workdir_path, events=False, impressions=True)
         return ctr_report(frames["impressions"], frames.get("events"), rc, by)
+    cfg.data.require_events(f"reco report {kind}")
     frames = load_frames(cfg.workdir_path, events=True, impressions=False)
     if frames["events"].height == 0:
         raise InputDataError(

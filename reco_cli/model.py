@@ -188,25 +188,28 @@ def _run_epochs(
     # LightFM does not implement sample weights for the k-OS loss: it trains on presence only.
     sample_weight = None if train.loss == "warp-kos" else coo
     start = time.perf_counter()
-    for epoch in range(epochs):
-        try:
-            model.fit_partial(
-                binary,
-                item_features=features,
-                sample_weight=sample_weight,
-                epochs=1,
-                num_threads=train.num_threads,
-            )
-        except ValueError as exc:
-            if "finite" not in str(exc):
-                raise
-            raise _diverged(train, epoch + 1) from None
-        if not (
-            np.isfinite(model.item_embeddings).all() and np.isfinite(model.user_embeddings).all()
-        ):
-            raise _diverged(train, epoch + 1)
-        if on_epoch:
-            on_epoch(epoch + 1, epochs)
+    # Divergence is detected and reported below; numpy need not warn about it on the way.
+    with np.errstate(all="ignore"):
+        for epoch in range(epochs):
+            try:
+                model.fit_partial(
+                    binary,
+                    item_features=features,
+                    sample_weight=sample_weight,
+                    epochs=1,
+                    num_threads=train.num_threads,
+                )
+            except ValueError as exc:
+                if "finite" not in str(exc):
+                    raise
+                raise _diverged(train, epoch + 1) from None
+            if not (
+                np.isfinite(model.item_embeddings).all()
+                and np.isfinite(model.user_embeddings).all()
+            ):
+                raise _diverged(train, epoch + 1)
+            if on_epoch:
+                on_epoch(epoch + 1, epochs)
     return time.perf_counter() - start
 
 

@@ -41,13 +41,13 @@ __all__ = ["MODEL", "POPULAR", "Recommendation", "RecommendationList", "Recommen
 
 # How a reason names what the user did with the nearest item of their history.
 VERBS = {
-    "view": "viewed",
-    "click": "clicked",
-    "add_to_cart": "added to the cart",
-    "favourite": "favourited",
-    "purchase": "bought",
-    "rating": "rated",
-    "search": "searched for",
+    "view": "viewed {}",
+    "click": "clicked {}",
+    "add_to_cart": "added {} to your cart",
+    "favourite": "saved {} as a favourite",
+    "purchase": "bought {}",
+    "rating": "rated {}",
+    "search": "searched for {}",
 }
 
 
@@ -394,13 +394,13 @@ class Recommender:
         out = {}
         for item, j in zip(wanted, nearest.tolist(), strict=True):
             event = names[int(events[j])] if int(events[j]) < len(names) else ""
-            verb = VERBS.get(event, "chose")
+            verb = VERBS.get(event, "chose {}")
             other = int(history[j])
             if other == item:
-                text = f"you {verb} it before"
+                text = f"you {verb.format('it')} before"
             else:
                 label = self._text_column("title", other) or str(self.catalogue.item_ids[other])
-                text = f"because you {verb} {label}"
+                text = f"because you {verb.format(label)}"
             out[item] = (str(self.catalogue.item_ids[other]), text)
         return out
 

@@ -307,3 +307,34 @@ def test_update_keeps_new_events_that_share_the_last_timestamp(tmp_path: Path) -
     fresh = events_since(result.events, manifest)
     # The exact repeat is a duplicate at ingest; the other event at that second is new.
     assert fresh.select("user_id", "item_id").rows() == [("u99", "i2")]
+
+
+def test_case08_interaction_matrix_after_duplicates(tmp_path: Path) -> None:
+    from reco_cli.interactions import build_interactions
+
+    cfg = events_config(
+        CASES / "08_duplicate_events" / "interactions.csv",
+        columns={
+            "user_id": "user_id",
+            "item_id": "item_id",
+            "event_type": "event",
+            "timestamp": "timestamp",
+        },
+    ) | {"train": {"aggregate": "count"}}
+    config = load_config(write_config(tmp_path, cfg))
+    events = run_ingest(config, write=False).events
+    inter = build_interactions(events, config.train)
+    assert inter.weights.nnz == 6
+    weights = {
+        (str(inter.user_ids[u]), str(inter.item_ids[i])): float(inter.weights[u, i])
+        for u, i in zip(*inter.weights.nonzero(), strict=True)
+    }
+    assert weights == {
+        ("u1", "i1"): 2.0,
+        ("u1", "i2"): 1.0,
+        ("u2", "i1"): 2.0,
+        ("u2", "i3"): 1.0,
+        ("u3", "i2"): 1.0,
+        ("u3", "i3"): 1.0,
+    }
+    assert set(inter.binary().data.tolist()) == {1.0}

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from . import columns as C
+from .accounting import count_rows, reasons
 from .config import ImpressionsSource
 from .errors import InputDataError
 from .readers import (
@@ -40,16 +41,6 @@ _FILE = "__file"
 _WHERE = "__where_"
 _TRUE = ("1", "1.0", "true", "t", "yes", "y")
 _FALSE = ("0", "0.0", "false", "f", "no", "n")
-
-
-@dataclass
-class _Counts:
-    path: str
-    read: int = 0
-    kept: int = 0
-    rejected: int = 0
-    excluded: int = 0
-    duplicates: int = 0
 
 
 @dataclass
@@ -317,31 +308,11 @@ def _report(
     impressions: pl.DataFrame,
     rejects: pl.DataFrame,
 ) -> dict[str, Any]:
-    counts = {(f, k): n for f, k, n in combined.group_by(C.SOURCE_FILE, _KIND).len().iter_rows()}
-    per_file = []
-    for path in files:
-        fc = _Counts(
-            path,
-            kept=counts.get((path, "kept"), 0),
-            rejected=counts.get((path, "rejected"), 0),
-            excluded=counts.get((path, "excluded"), 0),
-            duplicates=counts.get((path, "duplicate"), 0),
-        )
-        fc.read = fc.kept + fc.rejected + fc.excluded + fc.duplicates
-        per_file.append(fc)
-    totals = _Counts("all files")
-    for fc in per_file:
-        for name in ("read", "kept", "rejected", "excluded", "duplicates"):
-            setattr(totals, name, getattr(totals, name) + getattr(fc, name))
+    per_file, totals = count_rows(combined, files, _KIND)
 
     def by_reason(kind: str) -> dict[str, int]:
-        part = rejects.filter(pl.col(_KIND) == kind).group_by(C.REASON).len()
-        return {
-            str(r): int(n)
-            for r, n in part.sort(["len", C.REASON], descending=[True, False]).iter_rows()
-        }
+        return reasons(rejects, _KIND, kind)
 
-    considered = totals.read - totals.excluded
     ts = impressions.get_column(C.TIMESTAMP)
     clicked = impressions.get_column(C.CLICKED)
     arms = impressions.group_by(C.ARM).len().drop_nulls().sort(C.ARM)
@@ -351,7 +322,7 @@ def _report(
         "rejected_by_reason": by_reason("rejected"),
         "excluded_by_reason": by_reason("excluded"),
         "duplicates_removed": totals.duplicates,
-        "reject_share": round(totals.rejected / considered, 6) if considered else 0.0,
+        "reject_share": totals.reject_share,
         "impressions": impressions.height,
         "clicked_label": None if clicked.null_count() == len(clicked) else int(clicked.sum()),
         "distinct": {

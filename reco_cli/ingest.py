@@ -20,6 +20,7 @@ from typing import Any, cast
 import polars as pl
 
 from . import columns as C
+from .accounting import count_rows, reasons
 from .config import EventsSource, ItemsSource, KeywordColumn, RecoConfig
 from .errors import InputDataError
 from .impressions import check_reject_share as check_impression_rejects
@@ -62,20 +63,6 @@ SUSPICIOUS_IDS = (
 )
 # `77.0` or `1.2E+11`: ids a spreadsheet turned into numbers.
 FLOAT_ID = r"^-?\d+\.0+$|^-?\d+(\.\d+)?[eE][+-]?\d+$"
-
-
-@dataclass
-class FileCounts:
-    path: str
-    read: int = 0
-    kept: int = 0
-    rejected: int = 0
-    excluded: int = 0
-    duplicates: int = 0
-
-    @property
-    def balanced(self) -> bool:
-        return self.read == self.kept + self.rejected + self.excluded + self.duplicates
 
 
 @dataclass
@@ -569,32 +556,10 @@ def _report(
     now: datetime | None,
 ) -> dict[str, Any]:
     src = cfg.data.require_events()
-    per_file = []
-    counts = combined.group_by(C.SOURCE_FILE, KIND).len()
-    for path in files:
-        fc = FileCounts(path)
-        for _, kind, n in counts.filter(pl.col(C.SOURCE_FILE) == path).iter_rows():
-            setattr(
-                fc,
-                {
-                    "kept": "kept",
-                    "rejected": "rejected",
-                    "excluded": "excluded",
-                    "duplicate": "duplicates",
-                }[kind],
-                int(n),
-            )
-        fc.read = fc.kept + fc.rejected + fc.excluded + fc.duplicates
-        per_file.append(fc)
-    totals = FileCounts("all files")
-    for fc in per_file:
-        for name in ("read", "kept", "rejected", "excluded", "duplicates"):
-            setattr(totals, name, getattr(totals, name) + getattr(fc, name))
+    per_file, totals = count_rows(combined, files, KIND)
 
     def by_reason(kind: str) -> dict[str, int]:
-        part = rejects.filter(pl.col(KIND) == kind).group_by(C.REASON).len()
-        part = part.sort(["len", C.REASON], descending=[True, False])
-        return {str(r): int(n) for r, n in part.iter_rows()}
+        return reasons(rejects, KIND, kind)
 
     trimmed = {}
     for c in (C.USER_ID, C.ITEM_ID, C.SESSION_ID):
@@ -636,7 +601,7 @@ def _report(
         "rejected_by_reason": by_reason("rejected"),
         "excluded_by_reason": by_reason("excluded"),
         "duplicates_removed": totals.duplicates,
-        "reject_share": _reject_share(totals),
+        "reject_share": totals.reject_share,
         "max_reject_fraction": cfg.data.max_reject_fraction,
         "distinct": {
             "users": int(users.drop_nulls().n_unique()),
@@ -678,11 +643,6 @@ def _report(
     if items is not None:
         report["items"] = items[1]
     return report
-
-
-def _reject_share(totals: FileCounts) -> float:
-    considered = totals.read - totals.excluded
-    return round(totals.rejected / considered, 6) if considered else 0.0
 
 
 def _check_something_kept(report: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from .reports import (
     PERIODS,
     Report,
     check_arms,
+    join_to_impressions,
     local_text,
     period_label,
     period_start,
@@ -66,44 +67,22 @@ def attribute_clicks(
     Each click joins at most one impression; per impression, its earliest joined click is
     attributed and any later ones are duplicates.
     """
-    shown_at = pl.col(C.TIMESTAMP).alias("shown_at")
     with_request = impressions.get_column(C.REQUEST_ID).drop_nulls().len() > 0
     by_request = pl.col(C.REQUEST_ID).is_not_null() & pl.lit(with_request)
     parts = []
     req_clicks = clicks.filter(by_request)
     if req_clicks.height:
-        imps = (
-            impressions.filter(pl.col(C.REQUEST_ID).is_not_null())
-            .select(C.IMPRESSION_ID, C.REQUEST_ID, C.ITEM_ID, shown_at)
-            .sort("shown_at")
-        )
         # Several impressions of one item in one request: the click takes the nearest in time.
         parts.append(
-            req_clicks.sort(C.TIMESTAMP).join_asof(
-                imps,
-                left_on=C.TIMESTAMP,
-                right_on="shown_at",
-                by=[C.REQUEST_ID, C.ITEM_ID],
-                strategy="nearest",
-                check_sortedness=False,
+            join_to_impressions(
+                req_clicks, impressions, [C.REQUEST_ID, C.ITEM_ID], carry=(C.IMPRESSION_ID,)
             )
         )
     user_clicks = clicks.filter(~by_request)
     if user_clicks.height:
-        imps = (
-            impressions.filter(pl.col(C.USER_ID).is_not_null())
-            .select(C.IMPRESSION_ID, C.USER_ID, C.ITEM_ID, shown_at)
-            .sort("shown_at")
-        )
         parts.append(
-            user_clicks.sort(C.TIMESTAMP).join_asof(
-                imps,
-                left_on=C.TIMESTAMP,
-                right_on="shown_at",
-                by=[C.USER_ID, C.ITEM_ID],
-                strategy="backward",
-                tolerance=window,
-                check_sortedness=False,
+            join_to_impressions(
+                user_clicks, impressions, [C.USER_ID, C.ITEM_ID], window, carry=(C.IMPRESSION_ID,)
             )
         )
     columns = [CLICK_ID, C.USER_ID, C.ITEM_ID, C.REQUEST_ID, C.TIMESTAMP, C.IMPRESSION_ID]

@@ -120,6 +120,32 @@ def activity(events: pl.DataFrame, activity_types: list[str]) -> pl.DataFrame:
     ).select(C.USER_ID, C.TIMESTAMP, C.SESSION_ID)
 
 
+def join_to_impressions(
+    events: pl.DataFrame,
+    impressions: pl.DataFrame,
+    keys: list[str],
+    window: timedelta | None = None,
+    carry: tuple[str, ...] = (),
+) -> pl.DataFrame:
+    """Each event with the impression of the same `keys` it follows: the latest one shown at
+    most `window` before it, or without a window the one nearest in time (`shown_at` is null
+    when none joins). `carry` names impression columns to bring along."""
+    shown = (
+        impressions.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
+        .select(*carry, *keys, pl.col(C.TIMESTAMP).alias("shown_at"))
+        .sort("shown_at")
+    )
+    return events.sort(C.TIMESTAMP).join_asof(
+        shown,
+        left_on=C.TIMESTAMP,
+        right_on="shown_at",
+        by=keys,
+        strategy="backward" if window is not None else "nearest",
+        tolerance=window,
+        check_sortedness=False,
+    )
+
+
 def user_return_gaps(active: pl.DataFrame) -> pl.DataFrame:
     """Per user: the first activity and the time until they came back (null: never).
 
@@ -333,24 +359,12 @@ def engaged_users(
         how = f"events whose source is one of {settings.sources}"
     elif impressions is not None and impressions.get_column(C.USER_ID).drop_nulls().len():
         window = timedelta(hours=settings.attribution_window_hours)
-        shown = (
-            impressions.filter(pl.col(C.USER_ID).is_not_null())
-            .select(C.USER_ID, C.ITEM_ID, pl.col(C.TIMESTAMP).alias("shown_at"))
-            .sort("shown_at")
-        )
-        acts = (
-            events.filter(identified & pl.col(C.EVENT_TYPE).is_in(settings.event_types))
-            .select(C.USER_ID, C.ITEM_ID, C.TIMESTAMP)
-            .sort(C.TIMESTAMP)
-        )
-        joined = acts.join_asof(
-            shown,
-            left_on=C.TIMESTAMP,
-            right_on="shown_at",
-            by=[C.USER_ID, C.ITEM_ID],
-            strategy="backward",
-            tolerance=window,
-            check_sortedness=False,
+        acts = events.filter(identified & pl.col(C.EVENT_TYPE).is_in(settings.event_types))
+        joined = join_to_impressions(
+            acts.select(C.USER_ID, C.ITEM_ID, C.TIMESTAMP),
+            impressions,
+            [C.USER_ID, C.ITEM_ID],
+            window=window,
         )
         hits = joined.filter(pl.col("shown_at").is_not_null()).select(C.USER_ID, C.TIMESTAMP)
         if impressions.get_column(C.CLICKED).drop_nulls().len():

@@ -291,6 +291,7 @@ def fit_update(
     last = previous.manifest["data"].get("last_event")
     if last is None:
         raise InputDataError("cannot update without event timestamps; run a full `reco train`")
+    check_history_unchanged(events, previous.manifest)
     new_events = events_since(events, previous.manifest)
     inter = _interactions_or_fail(events, train)
     fresh = build_interactions(new_events, train)
@@ -435,6 +436,7 @@ def write_bundle(
             "first_event": _iso(ts.min()),
             "last_event": _iso(ts.max()),
             "events_at_last_timestamp": boundary_events(events),
+            "history": history_fingerprint(events),
         },
         "libraries": library_versions(),
         "sizes": {
@@ -530,6 +532,36 @@ def _event_keys(events: pl.DataFrame) -> list[str]:
         .to_series()
         .to_list()
     )
+
+
+def history_fingerprint(events: pl.DataFrame) -> dict[str, Any]:
+    """Rows and an order-independent hash of (user, item, event type, time) of the events, so
+    `--update` can tell appended data from a rewritten history (backfilled, deleted, re-keyed)."""
+    hashes = events.select(
+        pl.struct(C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP).hash(seed=7)
+    ).to_series()
+    # uint64 addition wraps: a sum that does not depend on row order.
+    total = int(hashes.to_numpy().astype(np.uint64).sum(dtype=np.uint64))
+    return {"rows": events.height, "hash": str(total), "polars": pl.__version__}
+
+
+def check_history_unchanged(events: pl.DataFrame, manifest: dict[str, Any]) -> None:
+    """Refuse to update a model whose training history is no longer a prefix of the data."""
+    seen = manifest["data"].get("history")
+    if not seen:
+        return
+    last = datetime.fromisoformat(manifest["data"]["last_event"])
+    past = events.filter(pl.col(C.TIMESTAMP) <= last)
+    now = history_fingerprint(past)
+    same_rows = now["rows"] == seen["rows"]
+    same_hash = now["hash"] == seen["hash"] or now["polars"] != seen["polars"]
+    if not (same_rows and same_hash):
+        raise ModelBundleError(
+            f"cannot update: the events up to the model's last event ({last.isoformat()}) "
+            f"changed since it was trained ({seen['rows']:,} rows then, {now['rows']:,} now"
+            "; history was backfilled, deleted or its ids changed); "
+            "run a full `reco train`"
+        )
 
 
 def boundary_events(events: pl.DataFrame) -> list[str] | None:

@@ -338,3 +338,29 @@ def test_case08_interaction_matrix_after_duplicates(tmp_path: Path) -> None:
         ("u3", "i3"): 1.0,
     }
     assert set(inter.binary().data.tolist()) == {1.0}
+
+
+def test_update_refuses_a_rewritten_history(tmp_path: Path) -> None:
+    """Backfilled or re-keyed history is not "new events": the update must not pretend."""
+    old = parity_events(tmp_path / "old.csv", n_users=20)
+    cfg_path = pipeline(tmp_path, events_config(old, default_event_type="purchase"))
+    lines = old.read_text().splitlines()
+    # The same events with renamed users (an export whose ids changed), plus one new event.
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(
+        "\n".join([lines[0], *[("C" + line) for line in lines[1:]], "Cu1,i3,2024-03-01T10:00:00Z"])
+        + "\n"
+    )
+    cfg_path.write_text(cfg_path.read_text().replace(str(old), str(renamed)))
+    cfg = load_config(cfg_path)
+    run_ingest(cfg)
+    with pytest.raises(ModelBundleError, match="changed since it was trained"):
+        train_model(cfg, update=True)
+    # A backfill (older events that were not in the export before) is refused too.
+    backfilled = tmp_path / "backfilled.csv"
+    backfilled.write_text(old.read_text() + "u1,i4,2023-12-01T10:00:00Z\n")
+    cfg_path.write_text(cfg_path.read_text().replace(str(renamed), str(backfilled)))
+    cfg = load_config(cfg_path)
+    run_ingest(cfg)
+    with pytest.raises(ModelBundleError, match=r"\(160 rows then, 161 now"):
+        train_model(cfg, update=True)

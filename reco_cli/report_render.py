@@ -216,7 +216,7 @@ def _retention_groups(report: Report, console: Console) -> None:
                 f"{pct(r[f'rate_{n}d'])} ({count(r[f'retained_{n}d'])}/{count(r[f'eligible_{n}d'])})"
                 for n in days
             ],
-            f"{r['orders_per_user']:.2f}",
+            "NA" if r["orders_per_user"] is None else f"{r['orders_per_user']:.2f}",
             money(r["net_revenue_per_user"]),
         )
     _print(console, table)

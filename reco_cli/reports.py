@@ -111,6 +111,11 @@ def local_text(moment: datetime, timezone: str) -> str:
 # --- activity and users -----------------------------------------------------------------------
 
 
+# The group of users (or sessions) without a value in the column grouped by: shown as a row,
+# never taken for an experiment arm.
+NO_VALUE = "(none)"
+
+
 def activity(events: pl.DataFrame, activity_types: list[str]) -> pl.DataFrame:
     """(user_id, timestamp, session_id) of identified users' activity events."""
     return events.filter(
@@ -427,7 +432,7 @@ def retention_by_group(
     """Per group: users, share of users, and eligible / retained / rate for each N-day horizon."""
     users = user_return_gaps(activity(events, activity_types))
     users = _n_day_flags(users, days, data_end).join(groups, on=C.USER_ID, how="left")
-    users = users.with_columns(pl.col(GROUP).fill_null("(none)"))
+    users = users.with_columns(pl.col(GROUP).fill_null(NO_VALUE))
     aggs: list[pl.Expr] = [pl.len().alias("users")]
     for n in days:
         aggs.append(pl.col(f"eligible_{n}d").sum().alias(f"eligible_{n}d"))
@@ -469,7 +474,7 @@ def retention_curves(
     )
     full = pl.col(FIRST) + timedelta(days=max_days) <= pl.lit(data_end, pl.Datetime("us", "UTC"))
     users = users.filter(full).select(
-        pl.col(GROUP).fill_null("(none)"),
+        pl.col(GROUP).fill_null(NO_VALUE),
         (pl.col(GAP).dt.total_seconds() / 86400).alias("__gap"),
     )
     grid = users.join(pl.DataFrame({"day": list(range(1, max_days + 1))}), how="cross")
@@ -550,7 +555,7 @@ def business_metrics(sessions: pl.DataFrame, group: str) -> pl.DataFrame:
             _money(pl.col("revenue")).alias("revenue"),
             pl.col("returns").sum().alias("returns"),
         )
-        .join(per_user, on=group, how="left")
+        .join(per_user, on=group, how="left", nulls_equal=True)
         .with_columns(pl.col("buyers", "repeat_buyers").fill_null(0))
     )
     per = lambda num, den: pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den))  # noqa: E731
@@ -633,7 +638,9 @@ def load_frames(workdir: Path, *, events: bool, impressions: bool) -> dict[str, 
 
 
 def check_arms(groups: pl.DataFrame, control: str | None, source: str) -> list[str]:
-    arms = sorted(str(a) for a in groups.get_column(GROUP).drop_nulls().unique())
+    arms = sorted(
+        str(a) for a in groups.get_column(GROUP).drop_nulls().unique() if str(a) != NO_VALUE
+    )
     if not arms:
         raise InputDataError(
             f"no experiment arm in the {source}: map an arm column (data.events.columns.arm for "
@@ -720,14 +727,16 @@ def retention_report(
             f"retention cannot be grouped by {by!r}; use cohort, engaged, arm or an events "
             f"column ({', '.join(c for c in C.STRING_COLUMNS if c in events.columns)})"
         )
+    groups = groups.with_columns(pl.col(GROUP).fill_null(NO_VALUE))
     table = retention_by_group(events, groups, activity_types=acts, days=rc.days, data_end=end)
     table = table.join(_revenue_by_group(events, groups), on=GROUP, how="left")
     tables = {"groups": table}
     if by == C.ARM:
+        arms_only = table.filter(pl.col(GROUP) != NO_VALUE)
         comparison = pl.concat(
             [
                 compare_to_control(
-                    table,
+                    arms_only,
                     GROUP,
                     f"retained_{n}d",
                     f"eligible_{n}d",
@@ -756,7 +765,7 @@ def _revenue_by_group(events: pl.DataFrame, groups: pl.DataFrame) -> pl.DataFram
             (pl.col("visit") & pl.col("purchase")).sum().alias("orders"),
             (pl.col("revenue").fill_null(0.0) - pl.col("returns")).sum().alias("net_revenue"),
         )
-        .join(users, on=GROUP, how="right")
+        .join(users, on=GROUP, how="right", nulls_equal=True)
         .with_columns(
             pl.col("orders").fill_null(0),
             # Without any price in the data revenue is unknown (NA), not 0.
@@ -824,7 +833,9 @@ def business_report(
             .group_by(C.SESSION_ID)
             .agg(pl.col(by).first().cast(pl.String).alias(GROUP))
         )
-        facts = facts.join(first, on=C.SESSION_ID, how="left")
+        facts = facts.join(first, on=C.SESSION_ID, how="left").with_columns(
+            pl.col(GROUP).fill_null(NO_VALUE)
+        )
         notes.append(
             f"each session counts whole under the {by} of its first event with one; this is not "
             f"revenue per {by} value"
@@ -840,7 +851,7 @@ def business_report(
     total = business_metrics(facts.with_columns(pl.lit("all").alias(GROUP)), GROUP)
     tables = {"business": table, "total": total, "funnel": funnel(facts)}
     if by == C.ARM:
-        arms = table.rename({GROUP: "arm"}).filter(pl.col("arm").is_not_null())
+        arms = table.rename({GROUP: "arm"}).filter(pl.col("arm") != NO_VALUE)
         check_arms(arms.rename({"arm": GROUP}), cfg.control_arm, "events")
         tables["arm_difference"] = compare_to_control(
             arms, "arm", "orders", "sessions", cfg.control_arm, cfg.confidence, "conversion"

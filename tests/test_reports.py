@@ -384,3 +384,39 @@ def test_a_second_event_in_the_same_visit_is_not_a_return() -> None:
     gaps = user_return_gaps(active).sort("user_id")
     # a never came back (the second event is the same visit); b came back 3 days later.
     assert gaps[GAP].to_list() == [None, timedelta(days=3)]
+
+
+def test_users_and_sessions_without_a_group_value_are_their_own_row(tmp_path: Path) -> None:
+    """u3 has no arm: it is a "(none)" row with its real numbers, never an arm or the control."""
+    cfg = RecoConfig.model_validate(
+        {
+            "workdir": str(tmp_path / "work"),
+            "data": {
+                "events": {
+                    "path": str(DATA / "none_groups.csv"),
+                    "columns": {
+                        "user_id": "user_id",
+                        "item_id": "item_id",
+                        "event_type": "event",
+                        "timestamp": "timestamp",
+                        "session_id": "session",
+                        "price": "price",
+                        "arm": "arm",
+                    },
+                }
+            },
+        }
+    )
+    events = run_ingest(cfg, write=False).events
+    retention = retention_report(events, None, report_cfg(), "arm")
+    rows = {r["group"]: r for r in retention.tables["groups"].iter_rows(named=True)}
+    assert (rows["(none)"]["orders"], rows["(none)"]["net_revenue"]) == (1, 2.5)
+    assert set(retention.tables["arm_difference"]["arm"].to_list()) == {"B"}
+    assert set(retention.tables["arm_difference"]["control"].to_list()) == {"A"}
+    business = business_report(events, None, report_cfg(), "arm")
+    table = {r["group"]: r for r in business.main.iter_rows(named=True)}
+    assert (table["(none)"]["buyers"], table["A"]["buyers"], table["A"]["repeat_buyers"]) == (
+        1,
+        1,
+        1,
+    )

@@ -111,6 +111,10 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, typer.Abort, KeyboardInterrupt, typer.BadParameter):
         raise
+    except BrokenPipeError:
+        # The reader (`| head`) has what it wanted: stop quietly, as a shell's SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except OSError as exc:
         # The machine, not reco or its input: a full disk, a vanished folder, no permission.
         where = f" ({exc.filename})" if exc.filename else ""
@@ -127,6 +131,12 @@ def guarded() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def emit(text: str) -> None:
+    """Machine-readable output on stdout, flushed now so a closed pipe is noticed here."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def note(message: str) -> None:
@@ -329,9 +339,9 @@ def recommend(
                 if len(results) == 1 and users_file is None
                 else [r.to_dict(explain) for r in results]
             )
-            sys.stdout.write(render.to_json(payload) + "\n")
+            emit(render.to_json(payload) + "\n")
         elif fmt is Fmt.csv:
-            sys.stdout.write(render.recommendations_csv(results))
+            emit(render.recommendations_csv(results))
         else:
             for res in results:
                 render.recommendations_table(res, out, err)
@@ -387,7 +397,7 @@ def inspect(
 
         bundle = load_bundle(cfg.workdir_path)
         if fmt is SummaryFmt.json:
-            sys.stdout.write(render.to_json(bundle.manifest) + "\n")
+            emit(render.to_json(bundle.manifest) + "\n")
         else:
             render.manifest_summary(bundle.manifest, str(bundle.path), out)
 
@@ -432,11 +442,11 @@ def evaluate(
 
         result = run_evaluation(cfg, against=against, status=_status)
         if fmt is EvalFmt.json:
-            sys.stdout.write(render.to_json(result) + "\n")
+            emit(render.to_json(result) + "\n")
         elif fmt is EvalFmt.markdown:
-            sys.stdout.write(render.evaluation_markdown(result))
+            emit(render.evaluation_markdown(result))
         elif fmt is EvalFmt.csv:
-            sys.stdout.write(render.evaluation_csv(result))
+            emit(render.evaluation_csv(result))
         else:
             render.evaluation_report(result, out)
         failures = failed_gates(result)
@@ -499,9 +509,9 @@ def _report(
             raise typer.BadParameter("cannot be empty", param_hint="--by")
         report = build_report(cfg, kind, by, period.value if period else None)
         if fmt is Fmt.json:
-            sys.stdout.write(report_render.to_json(report) + "\n")
+            emit(report_render.to_json(report) + "\n")
         elif fmt is Fmt.csv:
-            sys.stdout.write(report_render.to_csv(report))
+            emit(report_render.to_csv(report))
         else:
             report_render.render_table(report, out)
         if fmt is not Fmt.table:

@@ -46,7 +46,8 @@ _EVENT_ORDER = list(C.EVENT_TYPES)
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # No setting is meaningfully infinite or NaN: `.inf` is a typo, not a weight.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -477,7 +478,11 @@ class FilterRule(_Rule):
 
     # `in` is a Python keyword: the field is in_, read and written as `in`.
     model_config = ConfigDict(
-        extra="forbid", validate_default=True, populate_by_name=True, serialize_by_alias=True
+        extra="forbid",
+        validate_default=True,
+        allow_inf_nan=False,
+        populate_by_name=True,
+        serialize_by_alias=True,
     )
     type: Literal["filter"]
     column: str
@@ -494,6 +499,13 @@ class FilterRule(_Rule):
             raise ValueError("a filter needs a condition: equals, in, not_in, min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if self.in_ is not None and not self.in_:
+            raise ValueError("`in: []` matches nothing, so every item would be filtered out")
+        if self.equals == "" or "" in (self.in_ or []) or "" in (self.not_in or []):
+            raise ValueError(
+                "an empty string is not a value to compare with (items without a value never "
+                "match equals/in and always match not_in)"
+            )
         return self
 
 
@@ -649,6 +661,10 @@ class GateConfig(StrictModel):
     def _some_bound(self) -> GateConfig:
         if self.min is None and self.max is None and self.max_drop is None:
             raise ValueError("a gate needs min, max or max_drop")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"min ({self.min}) is above max ({self.max}): the gate could never pass"
+            )
         return self
 
 
@@ -836,6 +852,13 @@ class RecoConfig(StrictModel):
                 f"recommend.k ({self.recommend.k})"
             )
         self._check_rule_columns()
+        for rule in self.recommend.effective_rules:
+            beyond = [s for s in getattr(rule, "slots", []) if s > self.recommend.k]
+            if beyond:
+                raise ValueError(
+                    f"{rule.path}.slots: {beyond} lie beyond recommend.k ({self.recommend.k}), "
+                    "so the promoted item would never be shown"
+                )
         ev = self.evaluate
         if C.RATING_EVENT in ev.positive_events and self.positive_min_rating is None:
             raise ValueError(

@@ -350,15 +350,38 @@ def load_saved_run(path: Path) -> dict[str, Any]:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputDataError(f"--against: {str(path)!r} not found") from None
+    except IsADirectoryError:
+        raise InputDataError(f"--against: {str(path)!r} is a folder; pass a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputDataError(f"--against: {str(path)!r} is not JSON ({exc})") from None
-    model = saved.get("methods", {}).get("model") if isinstance(saved, dict) else None
-    if not isinstance(model, dict):
+    problem = _saved_run_problem(saved)
+    if problem:
         raise InputDataError(
-            f"--against: {str(path)!r} is not a reco evaluation (no methods.model); pass the "
+            f"--against: {str(path)!r} is not a reco evaluation ({problem}); pass the "
             "evaluation.json of an earlier `reco evaluate` or its --format json output"
         )
     return saved
+
+
+def _saved_run_problem(saved: Any) -> str | None:
+    """What makes a parsed JSON document unusable as a saved run (None when it is usable)."""
+    if not isinstance(saved, dict):
+        return "not an object"
+    methods = saved.get("methods")
+    if not isinstance(methods, dict) or not isinstance(methods.get("model"), dict):
+        return "no methods.model"
+    for name, metrics in methods.items():
+        if not isinstance(metrics, dict):
+            return f"methods.{name} is not an object"
+        for key, value in metrics.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                return f"methods.{name}.{key} is not a number"
+    for section in ("data", "split"):
+        if section in saved and not isinstance(saved[section], dict):
+            return f"{section} is not an object"
+    return None
 
 
 def _gate(

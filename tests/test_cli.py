@@ -274,3 +274,33 @@ def test_workdir_that_is_a_file_or_holds_a_real_model_folder(tmp_path: Path) -> 
 
 def test_summary_commands_refuse_csv(trained: Path) -> None:
     assert reco("inspect", "-c", trained, "-f", "csv").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"recommend": {"rules": [{"type": "boost", "items": ["i1"], "weight": float("inf")}]}},
+            "recommend.rules[0].weight",
+        ),
+        (
+            {"recommend": {"rules": [{"type": "filter", "column": "item_id", "in": []}]}},
+            "matches nothing",
+        ),
+        (
+            {"recommend": {"rules": [{"type": "promote", "items": ["i1"], "slots": [11]}]}},
+            "beyond recommend.k (10)",
+        ),
+        ({"evaluate": {"gates": {"ndcg@10": {"min": 0.5, "max": 0.1}}}}, "could never pass"),
+        ({"evaluate": {"gates": {"ndcg@10": {"min": float("nan")}}}}, "evaluate.gates.ndcg@10.min"),
+        ({"train": {"epochs": True}}, "expected a number"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_impossible_settings_are_config_errors(tmp_path: Path, extra: dict, message: str) -> None:  # type: ignore[type-arg]
+    cfg = (
+        events_config(CASES / "09_unknown_ids" / "train.csv", default_event_type="purchase") | extra
+    )
+    result = reco("ingest", "-c", write_config(tmp_path, cfg))
+    assert result.exit_code == 3, result.stderr
+    assert message in one_error_line(result)

@@ -114,6 +114,16 @@ def test_against_a_file_that_is_not_an_evaluation(sample, tmp_path: Path) -> Non
     assert result.stderr.count("\n") == 1 and "is not a reco evaluation" in result.stderr
     missing = evaluate("-c", str(tmp / "config.yaml"), "--against", str(tmp_path / "nope.json"))
     assert missing.exit_code == 4 and "not found" in missing.stderr
+    # Well-formed JSON of the wrong shape: still one line and exit 4, never a traceback.
+    for content, problem in (
+        ('{"methods": [1]}', "no methods.model"),
+        ('{"methods": {"model": {"ndcg@10": "high"}}}', "methods.model.ndcg@10 is not a number"),
+        ('{"methods": {"model": {}}, "split": "time"}', "split is not an object"),
+    ):
+        bad.write_text(content)
+        result = evaluate("-c", str(tmp / "config.yaml"), "--against", str(bad))
+        assert result.exit_code == 4, content
+        assert problem in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_bad_gate_key_is_a_config_error(sample) -> None:  # type: ignore[no-untyped-def]

@@ -76,9 +76,17 @@ def time_split(events: pl.DataFrame, ev: EvaluateConfig) -> Split:
     test = events.filter(pl.col(C.TIMESTAMP) >= cutoff)
     where = f"the cut at {cutoff.isoformat()} ({rule}; events span {first} .. {last})"
     if train.height == 0:
-        raise InputDataError(f"{where} leaves no training events; move evaluate.cutoff later")
+        fix = (
+            "lower evaluate.test_days" if ev.test_days is not None else "move evaluate.cutoff later"
+        )
+        raise InputDataError(f"{where} leaves no training events; {fix}")
     if test.height == 0:
-        raise InputDataError(f"{where} leaves no test events; move evaluate.cutoff earlier")
+        fix = (
+            "raise evaluate.test_days"
+            if ev.test_days is not None
+            else "move evaluate.cutoff earlier"
+        )
+        raise InputDataError(f"{where} leaves no test events; {fix}")
     train_last = train.get_column(C.TIMESTAMP).max()
     test_first = test.get_column(C.TIMESTAMP).min()
     assert isinstance(train_last, datetime) and isinstance(test_first, datetime)

@@ -51,7 +51,10 @@ def split_events(events: pl.DataFrame, cfg: RecoConfig) -> Split:
     """Split by the configured strategy; events without a timestamp cannot be placed: dropped."""
     dated = events.filter(pl.col(C.TIMESTAMP).is_not_null())
     if dated.height == 0:
-        raise InputDataError("no event has a timestamp: an evaluation split needs event times")
+        raise InputDataError(
+            "no event has a timestamp: an evaluation split needs event times; map "
+            "data.events.columns.timestamp and rerun reco ingest"
+        )
     ev = cfg.evaluate
     if ev.split == "time":
         split = time_split(dated, ev)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -58,3 +59,12 @@ def reasons(dropped: pl.DataFrame, kind_column: str, kind: str) -> dict[str, int
     part = dropped.filter(pl.col(kind_column) == kind).group_by(C.REASON).len()
     part = part.sort(["len", C.REASON], descending=[True, False])
     return {str(r): int(n) for r, n in part.iter_rows()}
+
+
+def first_reason(pairs: Sequence[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
+    """The reason of the first condition that holds, in priority order (null: none holds)."""
+    expr: pl.Expr = pl.lit(None, pl.String)
+    for cond, reason in reversed(pairs):
+        value = reason if isinstance(reason, pl.Expr) else pl.lit(reason)
+        expr = pl.when(cond.fill_null(False)).then(value).otherwise(expr)
+    return expr

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from . import columns as C
-from .accounting import count_rows, reasons
+from .accounting import count_rows, first_reason, reasons
 from .config import ImpressionsSource
 from .errors import InputDataError
 from .readers import (
@@ -28,7 +28,7 @@ from .readers import (
     read_source_file,
     resolve_paths,
 )
-from .timestamps import UTC_DTYPE, describe_patterns, detect_patterns, localize, parse_columns
+from .timestamps import UTC_DTYPE, timestamp_column
 
 IMPRESSIONS_FILE = "impressions.parquet"
 IMPRESSION_REJECTS_FILE = "impression_rejects.parquet"
@@ -173,11 +173,11 @@ def _normalise(part: SourceFile, idx: int, src: ImpressionsSource, arm: str | No
     if arm is not None:
         frame = frame.with_columns(pl.lit(arm).alias(C.ARM))
 
-    reasons: list[tuple[pl.Expr, pl.Expr]] = [
+    reasons: list[tuple[pl.Expr, pl.Expr | str]] = [
         (pl.col(RAGGED), pl.lit("more fields than the header (an unquoted separator?)")),
         (pl.col(C.ITEM_ID).is_null(), pl.lit("missing item_id")),
     ]
-    ts, ts_reasons = _timestamps(part, frame, src)
+    ts, ts_reasons = timestamp_column(part.path, frame, src, KEY, {})
     reasons.extend(ts_reasons)
 
     pos_text = pl.col(C.POSITION)
@@ -208,8 +208,8 @@ def _normalise(part: SourceFile, idx: int, src: ImpressionsSource, arm: str | No
         for i, (col, values) in enumerate(src.where.items())
     ]
     frame = frame.with_columns(
-        _first(reasons).alias(_REJECT),
-        _first(exclusions).alias(_EXCLUDE),
+        first_reason(reasons).alias(_REJECT),
+        first_reason(exclusions).alias(_EXCLUDE),
         ts.alias(C.TIMESTAMP),
         pl.when(bad_pos).then(None).otherwise(pos_num).cast(pl.Int64).alias(C.POSITION),
         clicked.alias(C.CLICKED),
@@ -220,67 +220,6 @@ def _normalise(part: SourceFile, idx: int, src: ImpressionsSource, arm: str | No
     return frame.with_columns(
         pl.when(pl.col(_EXCLUDE).is_not_null()).then(None).otherwise(pl.col(_REJECT)).alias(_REJECT)
     )
-
-
-def _first(pairs: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
-    expr: pl.Expr = pl.lit(None, pl.String)
-    for cond, reason in reversed(pairs):
-        expr = pl.when(cond.fill_null(False)).then(reason).otherwise(expr)
-    return expr
-
-
-def _timestamps(
-    part: SourceFile, frame: pl.DataFrame, src: ImpressionsSource
-) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
-    """UTC timestamps and their reject reasons; the column is checked as a whole first."""
-    where = f"{part.path}: column {src.columns[C.TIMESTAMP]!r}"
-    if NATIVE_TS in frame.columns:  # Parquet with a real timestamp column
-        native = pl.col(NATIVE_TS)
-        dtype = frame.schema[NATIVE_TS]
-        aware = getattr(dtype, "time_zone", None)
-        ts = (
-            native.dt.convert_time_zone("UTC") if aware else localize(native, src.timezone or "UTC")
-        )
-        return ts.cast(UTC_DTYPE), [(native.is_null(), pl.lit("missing timestamp"))]
-    raw = pl.col(C.TIMESTAMP)
-    values = frame.get_column(C.TIMESTAMP)
-    formats = src.timestamp_formats
-    if formats == ["auto"]:
-        # One recognised family, as for events: a few junk values become row rejects, but
-        # day-first versus month-first is never guessed.
-        patterns = detect_patterns(values)
-        families = {p.family for p in patterns if p.family is not None}
-        junk = sum(p.count for p in patterns if p.family is None)
-        total = sum(p.count for p in patterns)
-        if patterns and (
-            len(families) != 1 or "day_or_month_first" in families or junk * 2 > total
-        ):
-            raise InputDataError(
-                f"{where}: cannot tell the timestamp format ({describe_patterns(patterns)}); "
-                f"set {KEY}.timestamp_format (chrono patterns, iso8601, unix_s, unix_ms)"
-            )
-        formats = [str(families.pop())] if families else ["iso8601"]
-    utc, naive = parse_columns(raw, formats)
-    n_aware, n_naive = frame.select(
-        utc.is_not_null().sum().alias("aware"),
-        (utc.is_null() & naive.is_not_null()).sum().alias("naive"),
-    ).row(0)
-    if n_aware and n_naive and src.timezone is None:
-        raise InputDataError(
-            f"{where}: {n_naive} timestamps have no UTC offset while {n_aware} do; "
-            f"set {KEY}.timezone to the zone the offset-less ones are in"
-        )
-    tz = src.timezone or "UTC"
-    local = localize(naive, tz)
-    ts = pl.coalesce(utc, local)
-    return ts.cast(UTC_DTYPE), [
-        (raw.is_null(), pl.lit("missing timestamp")),
-        (
-            utc.is_null() & naive.is_not_null() & local.is_null(),
-            pl.lit(f"local time does not exist in {tz} (DST gap) '") + raw + "'",
-        ),
-        (ts.is_null(), pl.lit("unparseable timestamp '") + raw + "'"),
-    ]
 
 
 def _mark_duplicates(frame: pl.DataFrame, extra: list[str]) -> pl.DataFrame:

@@ -20,7 +20,7 @@ from typing import Any, cast
 import polars as pl
 
 from . import columns as C
-from .accounting import count_rows, reasons
+from .accounting import count_rows, first_reason, reasons
 from .config import EventsSource, ItemsSource, KeywordColumn, RecoConfig
 from .errors import InputDataError
 from .impressions import check_reject_share as check_impression_rejects
@@ -35,7 +35,7 @@ from .readers import (
     read_source_file,
     resolve_paths,
 )
-from .timestamps import UTC_DTYPE, describe_patterns, detect_patterns, localize, parse_columns
+from .timestamps import UTC_DTYPE, timestamp_column
 
 EVENTS_FILE = "events.parquet"
 ITEMS_FILE = "items.parquet"
@@ -247,8 +247,8 @@ def _normalise_file(
         exclusions.append((numbers[C.PRICE] <= cap, f"price at or below {cap:g} (config)"))
 
     frame = frame.with_columns(
-        _first_reason(reasons).alias(REJECT),
-        _first_reason([(c, pl.lit(r)) for c, r in exclusions]).alias(EXCLUDE),
+        first_reason(reasons).alias(REJECT),
+        first_reason([(c, pl.lit(r)) for c, r in exclusions]).alias(EXCLUDE),
         ts.alias(C.TIMESTAMP),
         event.alias(C.EVENT_TYPE),
         *[v.alias(k) for k, v in numbers.items()],
@@ -274,133 +274,15 @@ def _normalise_file(
     return frame.select(keep).with_columns(pl.col(C.TIMESTAMP).cast(UTC_DTYPE))
 
 
-def _first_reason(pairs: list[tuple[pl.Expr, pl.Expr | str]]) -> pl.Expr:
-    if not pairs:
-        return pl.lit(None, pl.String)
-    expr: pl.Expr = pl.lit(None, pl.String)
-    for cond, reason in reversed(pairs):
-        value = reason if isinstance(reason, pl.Expr) else pl.lit(reason)
-        expr = pl.when(cond.fill_null(False)).then(value).otherwise(expr)
-    return expr
-
-
 def _timestamp_exprs(
     part: SourceFile, frame: pl.DataFrame, src: EventsSource, ts_notes: dict[str, Any]
 ) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr | str]]]:
-    """The UTC timestamp expression and its reject reasons, after checking the column as a whole."""
     if C.TIMESTAMP not in src.columns:
         # An export without times (user, item[, weight]) trains fine; splits, sessions and
         # reports that need time say so when asked.
         ts_notes["no_timestamp_column"] = True
         return pl.lit(None, UTC_DTYPE), []
-    col = src.columns[C.TIMESTAMP]
-    where = f"{part.path}: column {col!r}"
-    if NATIVE_TS in frame.columns:  # Parquet with a real timestamp column
-        native = pl.col(NATIVE_TS)
-        dtype = frame.schema[NATIVE_TS]
-        if getattr(dtype, "time_zone", None):
-            ts = native.dt.convert_time_zone("UTC")
-        else:
-            ts = localize(native, src.timezone or "UTC")
-        return ts, [(native.is_null(), "missing timestamp")]
-
-    raw = pl.col(C.TIMESTAMP)
-    formats = src.timestamp_formats
-    values = frame.get_column(C.TIMESTAMP)
-    if formats == ["auto"]:
-        formats = _auto_formats(values, where)
-    _check_epoch_unit(values, formats, where)
-    utc, naive = parse_columns(raw, formats)
-    probe = frame.select(
-        raw.is_not_null().sum().alias("present"),
-        utc.is_not_null().sum().alias("aware"),
-        (utc.is_null() & naive.is_not_null()).sum().alias("naive"),
-    ).row(0, named=True)
-    present, n_aware, n_naive = probe["present"], probe["aware"], probe["naive"]
-    if present and n_aware + n_naive == 0:
-        patterns = detect_patterns(values)
-        raise InputDataError(
-            f"{where}: no timestamp matches data.events.timestamp_format {src.timestamp_format!r}; "
-            f"found {describe_patterns(patterns)}; set timestamp_format to the file's pattern"
-        )
-    if n_aware and n_naive and src.timezone is None:
-        raise InputDataError(
-            f"{where}: {n_naive} of {present} timestamps have no UTC offset while the rest do; "
-            "set data.events.timezone to the zone the offset-less ones are in"
-        )
-    tz = src.timezone or "UTC"
-    if n_naive and src.timezone is None:
-        ts_notes["naive_read_as_utc"] = True
-    if n_naive:
-        ts_notes["timezone_for_naive"] = tz
-        ts_notes["naive_values"] = ts_notes.get("naive_values", 0) + n_naive
-    local = localize(naive, tz)
-    ambiguous = naive.is_not_null() & (local != localize(naive, tz, "latest"))
-    ts_notes["ambiguous_dst_taken_earliest"] = ts_notes.get(
-        "ambiguous_dst_taken_earliest", 0
-    ) + int(frame.select((utc.is_null() & ambiguous).sum()).item())
-    parsed = pl.coalesce(utc, local)
-    plausible = parsed.is_between(pl.lit(EARLIEST, UTC_DTYPE), pl.lit(LATEST, UTC_DTYPE), "left")
-    ts = pl.when(plausible).then(parsed)
-    reasons: list[tuple[pl.Expr, pl.Expr | str]] = [
-        (raw.is_null(), "missing timestamp"),
-        (
-            utc.is_null() & naive.is_not_null() & local.is_null(),
-            pl.lit(f"local time does not exist in {tz} (DST gap) '") + raw + "'",
-        ),
-        (parsed.is_null(), pl.lit("unparseable timestamp '") + raw + "'"),
-        (~plausible, pl.lit("timestamp outside 1900..2200 '") + raw + "'"),
-    ]
-    return ts, reasons
-
-
-# Timestamps outside this range are typing or unit errors, not events (and overflow datetimes).
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def _check_epoch_unit(values: pl.Series, formats: list[str], where: str) -> None:
-    """Refuse epoch numbers read in the wrong unit: seconds as milliseconds land in 1970."""
-    if not set(formats) & {"unix_s", "unix_ms"} or len(set(formats)) > 1:
-        return
-    digits = values.drop_nulls().str.extract(r"^(\d+)(?:\.\d+)?$").str.len_chars().drop_nulls()
-    if digits.len() == 0:
-        return
-    typical = int(cast(float, digits.median() or 0))
-    if formats == ["unix_s"] and typical >= 12:
-        raise InputDataError(
-            f"{where}: values such as {values.drop_nulls()[0]!r} have {typical} digits: they look "
-            "like milliseconds; set timestamp_format: unix_ms"
-        )
-    if formats == ["unix_ms"] and typical <= 10:
-        raise InputDataError(
-            f"{where}: values such as {values.drop_nulls()[0]!r} have {typical} digits: they look "
-            "like seconds; set timestamp_format: unix_s"
-        )
-
-
-def _auto_formats(values: pl.Series, where: str) -> list[str]:
-    """Pick the one format family a column uses, or refuse with every pattern found."""
-    patterns = detect_patterns(values)
-    if not patterns:
-        return ["iso8601"]
-    families = {p.family for p in patterns if p.family is not None}
-    junk = sum(p.count for p in patterns if p.family is None)
-    total = sum(p.count for p in patterns)
-    if "day_or_month_first" in families:
-        example = next(p.example for p in patterns if p.family == "day_or_month_first")
-        raise InputDataError(
-            f"{where}: values like {example!r} could be day-first or month-first and reco never "
-            "guesses; set data.events.timestamp_format, e.g. '%d/%m/%Y %H:%M' or '%m/%d/%Y %H:%M'"
-            + (f" (patterns found: {describe_patterns(patterns)})" if len(patterns) > 1 else "")
-        )
-    if len(families) > 1 or not families or junk * 2 > total:
-        raise InputDataError(
-            f"{where}: timestamps come in {len(patterns)} patterns: {describe_patterns(patterns)}; "
-            "set data.events.timestamp_format to a pattern or a list of them "
-            "(chrono patterns, iso8601, unix_s, unix_ms)"
-        )
-    return [families.pop()]
+    return timestamp_column(part.path, frame, src, "data.events", ts_notes)
 
 
 # --- across files -----------------------------------------------------------------------------

@@ -20,10 +20,10 @@ import polars as pl
 from . import columns as C
 from .config import SourceConfig
 from .errors import InputDataError
+from .timestamps import NATIVE_TS
 
 ROW = "__row"  # 0-based record number within its file
 RAGGED = "__ragged"  # the record had more fields than the header
-NATIVE_TS = "__ts_native"  # a Parquet timestamp column that is already temporal
 _ALL_NULL = "__all_null"
 _MULTILINE = "__multiline"
 _UTF8_NAMES = {"utf8", "utf-8", "utf_8", "u8", "utf-8-sig", "utf_8_sig"}

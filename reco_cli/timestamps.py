@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import polars as pl
+
+from . import columns as C
+from .config import SourceConfig
+from .errors import InputDataError
+
+NATIVE_TS = "__ts_native"  # a Parquet timestamp column that is already temporal
 
 UTC_DTYPE = pl.Datetime("us", "UTC")
 ISO_AWARE = (
@@ -133,3 +140,124 @@ def localize(
         ambiguous=ambiguous,
         non_existent="null",
     ).dt.convert_time_zone("UTC")
+
+
+Reason = tuple[pl.Expr, pl.Expr | str]
+
+
+def timestamp_column(
+    path: str, frame: pl.DataFrame, src: SourceConfig, key: str, notes: dict[str, Any]
+) -> tuple[pl.Expr, list[Reason]]:
+    """The UTC timestamp of each row and its reject reasons, after checking the column as a
+    whole (a format that matches nothing, mixed offsets, epoch units stop the file).
+
+    `frame` holds the raw `timestamp` strings (or NATIVE_TS for a temporal Parquet column);
+    `key` is the config section named in messages; `notes` collects counts for the report.
+    """
+    where = f"{path}: column {src.columns[C.TIMESTAMP]!r}"
+    if NATIVE_TS in frame.columns:  # Parquet with a real timestamp column
+        native = pl.col(NATIVE_TS)
+        dtype = frame.schema[NATIVE_TS]
+        if getattr(dtype, "time_zone", None):
+            ts = native.dt.convert_time_zone("UTC")
+        else:
+            ts = localize(native, src.timezone or "UTC")
+        return ts.cast(UTC_DTYPE), [(native.is_null(), "missing timestamp")]
+
+    raw = pl.col(C.TIMESTAMP)
+    formats = src.timestamp_formats
+    values = frame.get_column(C.TIMESTAMP)
+    if formats == ["auto"]:
+        formats = _auto_formats(values, where, key)
+    _check_epoch_unit(values, formats, where)
+    utc, naive = parse_columns(raw, formats)
+    probe = frame.select(
+        raw.is_not_null().sum().alias("present"),
+        utc.is_not_null().sum().alias("aware"),
+        (utc.is_null() & naive.is_not_null()).sum().alias("naive"),
+    ).row(0, named=True)
+    present, n_aware, n_naive = probe["present"], probe["aware"], probe["naive"]
+    if present and n_aware + n_naive == 0:
+        patterns = detect_patterns(values)
+        raise InputDataError(
+            f"{where}: no timestamp matches {key}.timestamp_format {src.timestamp_format!r}; "
+            f"found {describe_patterns(patterns)}; set timestamp_format to the file's pattern"
+        )
+    if n_aware and n_naive and src.timezone is None:
+        raise InputDataError(
+            f"{where}: {n_naive} of {present} timestamps have no UTC offset while the rest do; "
+            f"set {key}.timezone to the zone the offset-less ones are in"
+        )
+    tz = src.timezone or "UTC"
+    if n_naive and src.timezone is None:
+        notes["naive_read_as_utc"] = True
+    if n_naive:
+        notes["timezone_for_naive"] = tz
+        notes["naive_values"] = notes.get("naive_values", 0) + n_naive
+    local = localize(naive, tz)
+    ambiguous = naive.is_not_null() & (local != localize(naive, tz, "latest"))
+    notes["ambiguous_dst_taken_earliest"] = notes.get("ambiguous_dst_taken_earliest", 0) + int(
+        frame.select((utc.is_null() & ambiguous).sum()).item()
+    )
+    parsed = pl.coalesce(utc, local)
+    plausible = parsed.is_between(pl.lit(EARLIEST, UTC_DTYPE), pl.lit(LATEST, UTC_DTYPE), "left")
+    ts = pl.when(plausible).then(parsed)
+    reasons: list[Reason] = [
+        (raw.is_null(), "missing timestamp"),
+        (
+            utc.is_null() & naive.is_not_null() & local.is_null(),
+            pl.lit(f"local time does not exist in {tz} (DST gap) '") + raw + "'",
+        ),
+        (parsed.is_null(), pl.lit("unparseable timestamp '") + raw + "'"),
+        (~plausible, pl.lit("timestamp outside 1900..2200 '") + raw + "'"),
+    ]
+    return ts, reasons
+
+
+# Timestamps outside this range are typing or unit errors, not events (and overflow datetimes).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _check_epoch_unit(values: pl.Series, formats: list[str], where: str) -> None:
+    """Refuse epoch numbers read in the wrong unit: seconds as milliseconds land in 1970."""
+    if not set(formats) & {"unix_s", "unix_ms"} or len(set(formats)) > 1:
+        return
+    digits = values.drop_nulls().str.extract(r"^(\d+)(?:\.\d+)?$").str.len_chars().drop_nulls()
+    if digits.len() == 0:
+        return
+    typical = int(digits.median() or 0)  # type: ignore[arg-type]
+    if formats == ["unix_s"] and typical >= 12:
+        raise InputDataError(
+            f"{where}: values such as {values.drop_nulls()[0]!r} have {typical} digits: they look "
+            "like milliseconds; set timestamp_format: unix_ms"
+        )
+    if formats == ["unix_ms"] and typical <= 10:
+        raise InputDataError(
+            f"{where}: values such as {values.drop_nulls()[0]!r} have {typical} digits: they look "
+            "like seconds; set timestamp_format: unix_s"
+        )
+
+
+def _auto_formats(values: pl.Series, where: str, key: str) -> list[str]:
+    """Pick the one format family a column uses, or refuse with every pattern found."""
+    patterns = detect_patterns(values)
+    if not patterns:
+        return ["iso8601"]
+    families = {p.family for p in patterns if p.family is not None}
+    junk = sum(p.count for p in patterns if p.family is None)
+    total = sum(p.count for p in patterns)
+    if "day_or_month_first" in families:
+        example = next(p.example for p in patterns if p.family == "day_or_month_first")
+        raise InputDataError(
+            f"{where}: values like {example!r} could be day-first or month-first and reco never "
+            f"guesses; set {key}.timestamp_format, e.g. '%d/%m/%Y %H:%M' or '%m/%d/%Y %H:%M'"
+            + (f" (patterns found: {describe_patterns(patterns)})" if len(patterns) > 1 else "")
+        )
+    if len(families) > 1 or not families or junk * 2 > total:
+        raise InputDataError(
+            f"{where}: timestamps come in {len(patterns)} patterns: {describe_patterns(patterns)}; "
+            f"set {key}.timestamp_format to a pattern or a list of them "
+            "(chrono patterns, iso8601, unix_s, unix_ms)"
+        )
+    return [families.pop()]

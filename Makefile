@@ -29,6 +29,7 @@ demo: install
 	printf '12583\n14911\n13089\n' > $(VENV)/demo-users.txt
 	$(RECO) recommend -c $(CONFIG) --users-file $(VENV)/demo-users.txt -k 3 --format csv
 	$(RECO) recommend -c $(CONFIG) --user no-such-customer -k 3
+	$(RECO) evaluate -c $(CONFIG)
 	$(RECO) report retention -c $(CONFIG) --chart $(CHARTS)/retention.png
 	$(RECO) report business -c $(CONFIG) --by month --chart $(CHARTS)/revenue_by_month.png
 	$(RECO) ingest -c configs/open_bandit.yaml

@@ -23,6 +23,15 @@ def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.yam
     return path
 
 
+# The cases' files: user_id, item_id, an `event` column and an ISO timestamp.
+WITH_EVENT = {
+    "user_id": "user_id",
+    "item_id": "item_id",
+    "event_type": "event",
+    "timestamp": "timestamp",
+}
+
+
 def events_config(path: Path | str, **events: Any) -> dict[str, Any]:
     """A minimal config reading one events file with user_id,item_id,timestamp columns."""
     columns = events.pop(

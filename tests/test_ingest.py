@@ -12,7 +12,7 @@ from reco_cli.config import load_config
 from reco_cli.errors import InputDataError
 from reco_cli.ingest import run_ingest
 
-from .conftest import DATA, SAMPLE, events_config, write_config
+from .conftest import DATA, SAMPLE, WITH_EVENT, events_config, write_config
 
 CASES = DATA / "cases"
 
@@ -85,12 +85,7 @@ def test_ingest_writes_canonical_files_and_switches_pointer(sample_config: Path)
 def test_case01_ids_are_strings(tmp_path: Path) -> None:
     cfg = events_config(
         CASES / "01_id_leading_zeros" / "interactions.csv",
-        columns={
-            "user_id": "user_id",
-            "item_id": "item_id",
-            "event_type": "event",
-            "timestamp": "timestamp",
-        },
+        columns=WITH_EVENT,
     )
     result = ingest(tmp_path, cfg)
     ev = result.events
@@ -177,12 +172,7 @@ def test_too_many_rejects_fail_with_exit_4_and_write_nothing(tmp_path: Path) -> 
 def test_case04_null_tokens_and_trimming(tmp_path: Path) -> None:
     cfg = events_config(
         CASES / "04_null_tokens_whitespace" / "interactions.csv",
-        columns={
-            "user_id": "user_id",
-            "item_id": "item_id",
-            "event_type": "event",
-            "timestamp": "timestamp",
-        },
+        columns=WITH_EVENT,
         null_values=["", "NULL", "null", "None", "N/A", "NaN", "nan"],
     )
     cfg["data"]["max_reject_fraction"] = 0.5
@@ -302,12 +292,7 @@ def test_unix_ms_and_naive_default_to_utc(tmp_path: Path) -> None:
 def test_case08_exact_duplicates_removed(tmp_path: Path) -> None:
     cfg = events_config(
         CASES / "08_duplicate_events" / "interactions.csv",
-        columns={
-            "user_id": "user_id",
-            "item_id": "item_id",
-            "event_type": "event",
-            "timestamp": "timestamp",
-        },
+        columns=WITH_EVENT,
     )
     result = ingest(tmp_path, cfg)
     assert result.report["duplicates_removed"] == 2

@@ -17,7 +17,7 @@ from reco_cli.ingest import run_ingest
 from reco_cli.model import train_model
 from reco_cli.rank import Recommender
 
-from .conftest import DATA, events_config, write_config
+from .conftest import DATA, WITH_EVENT, events_config, write_config
 
 CASES = DATA / "cases"
 FAST_TRAIN = {"no_components": 16, "epochs": 10, "num_threads": 1}
@@ -85,12 +85,7 @@ def test_views_stay_eligible_when_only_purchases_are_excluded(tmp_path: Path) ->
     path.write_text("\n".join(rows) + "\n")
     cfg = events_config(
         path,
-        columns={
-            "user_id": "user_id",
-            "item_id": "item_id",
-            "event_type": "event",
-            "timestamp": "timestamp",
-        },
+        columns=WITH_EVENT,
     )
     rec = Recommender.open(load_config(pipeline(tmp_path, cfg)).workdir_path)
     got = [r.item_id for r in rec.recommend("u0", 5).items]
@@ -118,12 +113,7 @@ def test_case09_unknown_users_and_short_lists(tmp_path: Path) -> None:
 def test_case01_users_007_and_7_are_different(tmp_path: Path) -> None:
     cfg = events_config(
         CASES / "01_id_leading_zeros" / "interactions.csv",
-        columns={
-            "user_id": "user_id",
-            "item_id": "item_id",
-            "event_type": "event",
-            "timestamp": "timestamp",
-        },
+        columns=WITH_EVENT,
     )
     cfg["recommend"] = {"exclude_seen": []}
     rec = Recommender.open(load_config(pipeline(tmp_path, cfg)).workdir_path)
@@ -314,12 +304,7 @@ def test_case08_interaction_matrix_after_duplicates(tmp_path: Path) -> None:
 
     cfg = events_config(
         CASES / "08_duplicate_events" / "interactions.csv",
-        columns={
-            "user_id": "user_id",
-            "item_id": "item_id",
-            "event_type": "event",
-            "timestamp": "timestamp",
-        },
+        columns=WITH_EVENT,
     ) | {"train": {"aggregate": "count"}}
     config = load_config(write_config(tmp_path, cfg))
     events = run_ingest(config, write=False).events
